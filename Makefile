@@ -1,0 +1,43 @@
+# Day-to-day commands. `make check` is what CI runs (.ci/run).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+KIND_CLUSTER := istio-dev
+STATE_DIR := $(CURDIR)/.pulumi-state
+
+.PHONY: venv check lint typecheck test bench dev-up dev-down
+
+venv: $(BIN)/python
+$(BIN)/python: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# The README's test command: linters, type checks and every offline test.
+check: lint typecheck test
+
+lint:
+	ruff check .
+	ruff format --check .
+	actionlint
+
+typecheck:
+	pyright
+
+test:
+	pytest
+
+bench:
+	python bench/preview.py
+
+# One command brings up the dev stack on a local kind cluster with a local file state backend.
+dev-up: venv
+	kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --config hack/kind-dev.yaml
+	mkdir -p $(STATE_DIR)
+	PULUMI_BACKEND_URL=file://$(STATE_DIR) PULUMI_CONFIG_PASSPHRASE=$${PULUMI_CONFIG_PASSPHRASE-} \
+		sh -c 'pulumi stack select --create dev && pulumi up --yes --stack dev'
+
+dev-down:
+	PULUMI_BACKEND_URL=file://$(STATE_DIR) PULUMI_CONFIG_PASSPHRASE=$${PULUMI_CONFIG_PASSPHRASE-} \
+		pulumi destroy --yes --stack dev
+	kind delete cluster --name $(KIND_CLUSTER)

@@ -1,0 +1,22 @@
+"""istio-mesh: Istio, sidecar injection, addons and dashboards on this stack's cluster."""
+
+from pathlib import Path
+
+import pulumi
+
+from components.addons import AddonError, prepare_addons
+from components.cluster import cluster_provider
+from components.config import load_config
+from components.mesh import Mesh
+
+PROJECT_DIR = Path(__file__).resolve().parent
+
+config = load_config(PROJECT_DIR)
+try:
+    addon_objects = prepare_addons(config, PROJECT_DIR)
+except AddonError as error:
+    raise pulumi.RunError(str(error)) from None
+provider = cluster_provider("cluster", config.cluster)
+mesh = Mesh("istio-mesh", config, addon_objects, opts=pulumi.ResourceOptions(providers=[provider]))
+for name, value in mesh.outputs.items():
+    pulumi.export(name, value)

@@ -1,0 +1,493 @@
+"""The stack's configuration: typed, frozen, and validated before any resource is declared.
+
+`parse_config` is pure Python so every rule can be unit-tested without Pulumi. It collects every
+mistake in the stack and raises one `ConfigError` listing them all; `load_config` turns that into a
+single `pulumi.RunError`, so a user never sees a Python stack trace for a config mistake.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from components.addon_source import KNOWN_ADDONS, is_url
+
+PROJECT = "istio-mesh"
+TOP_LEVEL_KEYS = (
+    "cluster",
+    "istio",
+    "injection",
+    "addons",
+    "dashboards",
+    "protect",
+    "environment",
+    "security",
+)
+
+PROFILES = ("default", "demo", "minimal")
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+GATEWAYS = ("ingress", "egress")
+MTLS_MODES = ("STRICT", "PERMISSIVE")
+KIALI_AUTH = ("anonymous", "token")
+MIN_VERSION = (1, 20, 0)
+NODE_PORT_RANGE = (30000, 32767)
+DEFAULT_CHART_REPOSITORY = "https://istio-release.storage.googleapis.com/charts"
+DEFAULT_ADDON_SOURCE = "https://raw.githubusercontent.com/istio/istio/{version}/samples/addons"
+DEFAULT_ADDONS = ("prometheus", "grafana", "jaeger", "kiali")
+
+# Which gateways each profile brings when the stack does not list them. Helm profiles never create
+# gateways themselves (https://istio.io/latest/docs/setup/install/helm/), so they are our releases.
+PROFILE_GATEWAYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"default": ("ingress",), "demo": ("ingress", "egress"), "minimal": ()}
+)
+DEFAULT_GATEWAY_SERVICE_TYPE: Mapping[str, str] = MappingProxyType(
+    {"ingress": "LoadBalancer", "egress": "ClusterIP"}
+)
+
+# The dashboards that can be exposed: the addon that owns the Service, the Service's name in the
+# addon manifest, and the Service ports (by port number) that `nodePort` and `metricsNodePort` bind.
+DASHBOARDS: Mapping[str, tuple[str, str, int, int | None]] = MappingProxyType(
+    {
+        "kiali": ("kiali", "kiali", 20001, 9090),
+        "prometheus": ("prometheus", "prometheus", 9090, None),
+        "grafana": ("grafana", "grafana", 3000, None),
+        "jaeger": ("jaeger", "tracing", 80, None),
+    }
+)
+
+_VERSION = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class ConfigError(Exception):
+    """Every problem found in a stack's configuration, each naming its key path."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = tuple(problems)
+        listing = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid stack configuration ({len(self.problems)} problem(s)):\n{listing}")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    context: str
+    kubeconfig: str = ""  # empty: the usual kubeconfig loading rules, but always with `context`
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    name: str  # "ingress" or "egress"
+    service_type: str
+
+    @property
+    def release_name(self) -> str:
+        return f"istio-{self.name}gateway"
+
+
+@dataclass(frozen=True)
+class IstioConfig:
+    version: str
+    profile: str = "default"
+    chart_repository: str = DEFAULT_CHART_REPOSITORY
+    gateways: tuple[GatewayConfig, ...] = ()
+    values: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def version_tuple(self) -> tuple[int, int, int]:
+        return parse_version(self.version)
+
+
+@dataclass(frozen=True)
+class InjectionConfig:
+    namespaces: tuple[str, ...] = ()
+    restart_workloads: bool = True
+
+
+@dataclass(frozen=True)
+class AddonsConfig:
+    enabled: tuple[str, ...] = DEFAULT_ADDONS
+    source: str = DEFAULT_ADDON_SOURCE
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    name: str  # key of DASHBOARDS
+    service_type: str = "ClusterIP"
+    node_port: int | None = None
+    metrics_node_port: int | None = None
+
+    @property
+    def addon(self) -> str:
+        return DASHBOARDS[self.name][0]
+
+    @property
+    def service_name(self) -> str:
+        return DASHBOARDS[self.name][1]
+
+    @property
+    def port(self) -> int:
+        return DASHBOARDS[self.name][2]
+
+    @property
+    def metrics_port(self) -> int | None:
+        return DASHBOARDS[self.name][3]
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    cluster: ClusterConfig
+    istio: IstioConfig
+    injection: InjectionConfig = InjectionConfig()
+    addons: AddonsConfig = AddonsConfig()
+    dashboards: tuple[DashboardConfig, ...] = ()
+    protect: bool = False
+    environment: str = "development"
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    match = _VERSION.match(text)
+    if not match:
+        raise ValueError(f"not an exact x.y.z version: {text!r}")
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+T = TypeVar("T")
+
+
+class _Problems:
+    """Collects problems as `path: got <value>; <what is allowed>` lines."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def bad(self, path: str, value: Any, allowed: str) -> None:
+        self.items.append(f"{path}: got {_show(value)}; {allowed}")
+
+    def missing(self, path: str, allowed: str) -> None:
+        self.items.append(f"{path}: is required; {allowed}")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    return repr(value)
+
+
+def _mapping(problems: _Problems, path: str, value: Any, allowed_keys: Sequence[str]) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        problems.bad(path, value, f"expected a mapping with keys {', '.join(allowed_keys)}")
+        return {}
+    for key in sorted(set(value) - set(allowed_keys), key=str):
+        problems.bad(f"{path}.{key}", value[key], f"unknown key; allowed keys: {', '.join(allowed_keys)}")
+    return value
+
+
+def _typed(
+    problems: _Problems,
+    section: Mapping[str, Any],
+    path: str,
+    key: str,
+    kind: type[T],
+    default: T,
+    allowed: str,
+    check: Callable[[T], bool] = lambda _: True,
+) -> T:
+    if key not in section or section[key] is None:
+        return default
+    value = section[key]
+    # bool is an int subclass in Python; a `true` where a port belongs is still a mistake.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)) or not check(value):
+        problems.bad(f"{path}.{key}" if path else key, value, allowed)
+        return default
+    return value
+
+
+def _version_problem(version: Any) -> str | None:
+    allowed = "an exact chart version x.y.z, 1.20.0 or newer"
+    if not isinstance(version, str) or not _VERSION.match(version):
+        return allowed
+    if parse_version(version) < MIN_VERSION:
+        return allowed
+    return None
+
+
+def parse_config(raw: Mapping[str, Any], *, base_dir: Path) -> MeshConfig:
+    """Validate the stack's `istio-mesh:*` values (keys without the namespace) into a MeshConfig.
+
+    `base_dir` is the project directory: relative addon source directories are resolved against it.
+    Raises ConfigError listing every problem at once.
+    """
+    problems = _Problems()
+    for key in sorted(set(raw) - set(TOP_LEVEL_KEYS), key=str):
+        problems.bad(key, raw[key], f"unknown key; allowed keys: {', '.join(TOP_LEVEL_KEYS)}")
+
+    cluster = _parse_cluster(problems, raw.get("cluster"))
+    istio = _parse_istio(problems, raw.get("istio"))
+    injection = _parse_injection(problems, raw.get("injection"))
+    addons = _parse_addons(problems, raw.get("addons"), base_dir)
+    dashboards = _parse_dashboards(problems, raw.get("dashboards"), addons)
+    protect = _typed(problems, raw, "", "protect", bool, False, "expected true or false")
+    environment = _typed(
+        problems,
+        raw,
+        "",
+        "environment",
+        str,
+        "development",
+        "expected a lowercase DNS label such as development, staging or production",
+        lambda v: bool(_DNS_LABEL.match(v)) and len(v) <= 63,
+    )
+
+    if problems.items or cluster is None or istio is None:
+        raise ConfigError(problems.items)
+    return MeshConfig(
+        cluster=cluster,
+        istio=istio,
+        injection=injection,
+        addons=addons,
+        dashboards=dashboards,
+        protect=protect,
+        environment=environment,
+    )
+
+
+def _parse_cluster(problems: _Problems, value: Any) -> ClusterConfig | None:
+    if value is None:
+        problems.missing(
+            "cluster", "a mapping with `context`, the kubeconfig context of this stack's cluster"
+        )
+        return None
+    section = _mapping(problems, "cluster", value, ("context", "kubeconfig"))
+    context = section.get("context")
+    if context is None or context == "":
+        problems.missing("cluster.context", "the kubeconfig context of the one cluster this stack owns")
+    elif not isinstance(context, str):
+        problems.bad("cluster.context", context, "expected a kubeconfig context name (a string)")
+    kubeconfig = _typed(
+        problems, section, "cluster", "kubeconfig", str, "", "expected a path to a kubeconfig file"
+    )
+    if not isinstance(context, str) or not context:
+        return None
+    return ClusterConfig(context=context, kubeconfig=kubeconfig)
+
+
+def _parse_istio(problems: _Problems, value: Any) -> IstioConfig | None:
+    if value is None:
+        problems.missing("istio", "a mapping with at least `version`")
+        return None
+    section = _mapping(
+        problems, "istio", value, ("version", "profile", "chartRepository", "gateways", "values")
+    )
+    version = section.get("version")
+    if version is None:
+        problems.missing("istio.version", "an exact chart version x.y.z, 1.20.0 or newer")
+    elif (why := _version_problem(version)) is not None:
+        problems.bad("istio.version", version, why)
+        version = None
+
+    profile = _typed(
+        problems,
+        section,
+        "istio",
+        "profile",
+        str,
+        "default",
+        f"allowed: {', '.join(PROFILES)}",
+        lambda v: v in PROFILES,
+    )
+    repository = _typed(
+        problems,
+        section,
+        "istio",
+        "chartRepository",
+        str,
+        DEFAULT_CHART_REPOSITORY,
+        "expected an http(s) or oci:// Helm repository URL",
+        lambda v: v.startswith(("https://", "http://", "oci://")),
+    )
+    gateways = _parse_gateways(problems, section, profile)
+    values = _typed(
+        problems, section, "istio", "values", Mapping, {}, "expected a mapping of istiod Helm values"
+    )
+    if version is None:
+        return None
+    return IstioConfig(
+        version=version,
+        profile=profile,
+        chart_repository=repository,
+        gateways=gateways,
+        values=MappingProxyType(dict(values)),
+    )
+
+
+def _parse_gateways(problems: _Problems, istio: Mapping[str, Any], profile: str) -> tuple[GatewayConfig, ...]:
+    if "gateways" not in istio or istio["gateways"] is None:
+        names: Sequence[str] = PROFILE_GATEWAYS.get(profile, ())
+        return tuple(GatewayConfig(name, DEFAULT_GATEWAY_SERVICE_TYPE[name]) for name in names)
+    section = _mapping(problems, "istio.gateways", istio["gateways"], GATEWAYS)
+    gateways = []
+    for name in GATEWAYS:  # fixed order, whatever order the stack file uses
+        if name not in section:
+            continue
+        path = f"istio.gateways.{name}"
+        gateway = _mapping(problems, path, section[name], ("serviceType",))
+        service_type = _typed(
+            problems,
+            gateway,
+            path,
+            "serviceType",
+            str,
+            DEFAULT_GATEWAY_SERVICE_TYPE[name],
+            f"allowed: {', '.join(SERVICE_TYPES)}",
+            lambda v: v in SERVICE_TYPES,
+        )
+        gateways.append(GatewayConfig(name, service_type))
+    return tuple(gateways)
+
+
+def _parse_injection(problems: _Problems, value: Any) -> InjectionConfig:
+    section = _mapping(problems, "injection", value, ("namespaces", "restartWorkloads"))
+    namespaces: list[str] = []
+    raw_namespaces = section.get("namespaces")
+    if raw_namespaces is not None:
+        if not isinstance(raw_namespaces, list):
+            problems.bad("injection.namespaces", raw_namespaces, "expected a list of namespace names")
+        else:
+            for index, name in enumerate(raw_namespaces):
+                path = f"injection.namespaces[{index}]"
+                if not isinstance(name, str) or not _DNS_LABEL.match(name) or len(name) > 63:
+                    problems.bad(path, name, "expected a namespace name (a DNS-1123 label)")
+                elif name in namespaces:
+                    problems.bad(path, name, "each namespace may be listed once")
+                elif name == "istio-system":
+                    problems.bad(path, name, "the control plane's namespace is never injected")
+                else:
+                    namespaces.append(name)
+    restart = _typed(problems, section, "injection", "restartWorkloads", bool, True, "expected true or false")
+    return InjectionConfig(namespaces=tuple(namespaces), restart_workloads=restart)
+
+
+def _parse_addons(problems: _Problems, value: Any, base_dir: Path) -> AddonsConfig:
+    section = _mapping(problems, "addons", value, ("enabled", "source"))
+    enabled: list[str] = list(DEFAULT_ADDONS)
+    if "enabled" in section and section["enabled"] is not None:
+        raw_enabled = section["enabled"]
+        enabled = []
+        if not isinstance(raw_enabled, list):
+            problems.bad("addons.enabled", raw_enabled, f"expected a list of: {', '.join(KNOWN_ADDONS)}")
+        else:
+            for index, name in enumerate(raw_enabled):
+                path = f"addons.enabled[{index}]"
+                if name not in KNOWN_ADDONS:
+                    problems.bad(path, name, f"allowed: {', '.join(KNOWN_ADDONS)}")
+                elif name in enabled:
+                    problems.bad(path, name, "each addon may be listed once")
+                else:
+                    enabled.append(name)
+    source = _typed(
+        problems,
+        section,
+        "addons",
+        "source",
+        str,
+        DEFAULT_ADDON_SOURCE,
+        "expected a URL template or a local directory",
+        lambda v: bool(v.strip()),
+    )
+    if not is_url(source) and "{version}" not in source:
+        directory = Path(source) if Path(source).is_absolute() else base_dir / source
+        if not directory.is_dir():
+            problems.bad("addons.source", source, f"expected an existing directory (looked at {directory})")
+    # Apply in a fixed order so the graph never depends on how the stack file lists them.
+    ordered = tuple(name for name in KNOWN_ADDONS if name in enabled)
+    return AddonsConfig(enabled=ordered, source=source)
+
+
+def _parse_dashboards(problems: _Problems, value: Any, addons: AddonsConfig) -> tuple[DashboardConfig, ...]:
+    section = _mapping(problems, "dashboards", value, tuple(DASHBOARDS))
+    dashboards: list[DashboardConfig] = []
+    used_ports: dict[int, str] = {}
+    low, high = NODE_PORT_RANGE
+    for name in DASHBOARDS:
+        if name not in section:
+            continue
+        path = f"dashboards.{name}"
+        keys = ("type", "nodePort", "metricsNodePort") if DASHBOARDS[name][3] else ("type", "nodePort")
+        dashboard = _mapping(problems, path, section[name], keys)
+        service_type = _typed(
+            problems,
+            dashboard,
+            path,
+            "type",
+            str,
+            "ClusterIP",
+            f"allowed: {', '.join(SERVICE_TYPES)}",
+            lambda v: v in SERVICE_TYPES,
+        )
+        ports: dict[str, int | None] = {}
+        for port_key in keys[1:]:
+            port = _typed(
+                problems,
+                dashboard,
+                path,
+                port_key,
+                int,
+                None,
+                f"expected an integer NodePort in {low}-{high}",
+                lambda v: v is not None and low <= v <= high,
+            )
+            ports[port_key] = port
+            if port is None:
+                continue
+            if service_type == "ClusterIP":
+                problems.bad(f"{path}.{port_key}", port, "a ClusterIP Service has no node port; remove it")
+            elif port in used_ports:
+                problems.bad(
+                    f"{path}.{port_key}", port, f"already used by {used_ports[port]}; each NodePort once"
+                )
+            else:
+                used_ports[port] = f"{path}.{port_key}"
+        if service_type == "NodePort" and dashboard.get("nodePort") is None:
+            problems.missing(f"{path}.nodePort", f"a NodePort dashboard needs its port, in {low}-{high}")
+        if DASHBOARDS[name][0] not in addons.enabled:
+            problems.bad(path, dict(dashboard), f"needs the {DASHBOARDS[name][0]} addon in addons.enabled")
+        dashboards.append(
+            DashboardConfig(
+                name=name,
+                service_type=service_type,
+                node_port=ports.get("nodePort"),
+                metrics_node_port=ports.get("metricsNodePort"),
+            )
+        )
+    return tuple(dashboards)
+
+
+def load_config(base_dir: Path) -> MeshConfig:
+    """Read the stack's `istio-mesh:*` config and validate it; one pulumi.RunError lists every mistake."""
+    import pulumi
+    from pulumi.runtime.config import CONFIG, get_config_env
+
+    config = pulumi.Config(PROJECT)
+    prefix = f"{PROJECT}:"
+    # Enumerate the keys the stack actually sets, so a misspelt top-level key is reported rather
+    # than silently ignored.
+    keys = sorted({k[len(prefix) :] for k in (*get_config_env(), *CONFIG.get()) if k.startswith(prefix)})
+    raw: dict[str, Any] = {}
+    for key in keys:
+        try:
+            raw[key] = config.get_object(key)
+        except pulumi.ConfigTypeError:
+            raw[key] = config.get(key)  # a plain string such as `environment: production`
+    try:
+        return parse_config(raw, base_dir=base_dir)
+    except ConfigError as error:
+        raise pulumi.RunError(str(error)) from None

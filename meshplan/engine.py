@@ -1,0 +1,247 @@
+"""Run the real Pulumi program under the SDK's mock engine and record the graph it declares.
+
+One engine for the tests and for `meshplan`: no Pulumi CLI, no plugins, no cluster, no credentials.
+`RecordingMonitor` sees exactly what the Pulumi engine would receive for each registration (type,
+name, parent, inputs, dependencies, provider and options).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import runpy
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from google.protobuf import json_format
+from pulumi.runtime import mocks
+from pulumi.runtime.settings import get_project, get_root_resource, get_stack
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+PROJECT = "istio-mesh"
+SECRET = "[secret]"
+UNKNOWN = "[unknown]"
+
+# Special values of Pulumi's wire format (sdk/go/common/resource/sig).
+_SIG_KEY = "4dabf18193072939515e22adb298388d"
+_SIG_SECRET = "1b47061264138c4ac30d75fd1eb44270"
+_SIG_RESOURCE = "5cf8f73096256a8f31e491e813e4eb8e"
+_UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+# Provider arguments the kubernetes SDK fills from the environment when the program leaves them
+# unset; cleared while rendering so a plan depends on the repository alone, not on the shell.
+_AMBIENT_ENV = ("KUBECONFIG", "PULUMI_CONFIG", "PULUMI_K8S_")
+
+
+@dataclass(frozen=True)
+class Registration:
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    parent: str | None
+    dependencies: tuple[str, ...]
+    provider: str | None
+    providers: Mapping[str, str]
+    protect: bool
+    retain_on_delete: bool
+    ignore_changes: tuple[str, ...]
+    delete_before_replace: bool
+    inputs: Mapping[str, Any]  # wire values, secrets shown as SECRET
+    raw_inputs: Mapping[str, Any] = field(repr=False)  # wire values with secrets revealed: tests only
+
+    def to_plan(self) -> dict[str, Any]:
+        return {
+            "urn": self.urn,
+            "type": self.type,
+            "name": self.name,
+            "custom": self.custom,
+            "parent": self.parent,
+            "dependsOn": sorted(set(self.dependencies)),
+            "provider": self.provider,
+            "protect": self.protect,
+            "retainOnDelete": self.retain_on_delete,
+            "ignoreChanges": sorted(self.ignore_changes),
+            "inputs": self.inputs,
+        }
+
+
+@dataclass
+class Render:
+    """What one evaluation of the program declared, or the config error that stopped it."""
+
+    project: str
+    stack: str
+    registrations: list[Registration]
+    outputs: dict[str, Any]
+    error: str | None = None
+
+    def by_urn(self) -> dict[str, Registration]:
+        return {r.urn: r for r in self.registrations}
+
+    def plan(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "stack": self.stack,
+            "resources": [r.to_plan() for r in sorted(self.registrations, key=lambda r: r.urn)],
+            "outputs": self.outputs,
+        }
+
+
+def _strip_id(reference: str) -> str:
+    """Provider references are `<urn>::<id>`; the URN is what identifies the provider."""
+    return reference.rsplit("::", 1)[0] if reference else reference
+
+
+def normalize(value: Any, *, reveal: bool = False) -> Any:
+    """Wire-format value -> plain JSON value: secrets masked, resource references as URNs."""
+    if isinstance(value, dict):
+        signature = value.get(_SIG_KEY)
+        if signature == _SIG_SECRET:
+            return normalize(value.get("value"), reveal=reveal) if reveal else SECRET
+        if signature == _SIG_RESOURCE:
+            return value.get("urn")
+        return {key: normalize(item, reveal=reveal) for key, item in value.items()}
+    if isinstance(value, list):
+        return [normalize(item, reveal=reveal) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # protobuf Struct carries every number as a double
+    if value == _UNKNOWN_VALUE:
+        return UNKNOWN
+    return value
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    """Resources echo their inputs as outputs, as a freshly created resource would."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
+        outputs = dict(args.inputs)
+        if args.typ == "kubernetes:helm.sh/v3:Release":
+            outputs["status"] = {
+                "name": args.inputs.get("name", args.name),
+                "namespace": args.inputs.get("namespace", ""),
+                "version": args.inputs.get("version", ""),
+                "status": "deployed",
+            }
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
+        return {}, None
+
+
+class RecordingMonitor(mocks.MockMonitor):
+    """A MockMonitor that keeps every registration request, as the engine would receive it."""
+
+    def __init__(self, mock: pulumi.runtime.Mocks) -> None:
+        super().__init__(mock)
+        self.registrations: list[Registration] = []
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        """The URN the Pulumi engine would assign: the parent's whole type chain, minus the stack.
+
+        The SDK's MockMonitor keeps only the parent's last type, so nested components would get
+        URNs no real deployment has, and plans could not be compared with `pulumi preview`.
+        """
+        if parent:
+            parent_type = parent.split("::")[2]
+            if parent_type != "pulumi:pulumi:Stack":
+                type_ = f"{parent_type}${type_}"
+        return "urn:pulumi:" + "::".join([get_stack(), get_project(), type_, name])
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            wire = json_format.MessageToDict(request.object)
+            self.registrations.append(
+                Registration(
+                    urn=self.make_urn(request.parent, request.type, request.name),
+                    type=request.type,
+                    name=request.name,
+                    custom=bool(request.custom),
+                    parent=request.parent or None,
+                    dependencies=tuple(request.dependencies),
+                    provider=_strip_id(request.provider) or None,
+                    providers={k: _strip_id(v) for k, v in sorted(request.providers.items())},
+                    protect=bool(request.protect),
+                    retain_on_delete=bool(request.retainOnDelete),
+                    ignore_changes=tuple(request.ignoreChanges),
+                    delete_before_replace=bool(request.deleteBeforeReplace),
+                    inputs=normalize(wire),
+                    raw_inputs=normalize(wire, reveal=True),
+                )
+            )
+        return response
+
+
+@contextlib.contextmanager
+def _program_environment(project_dir: Path) -> Iterator[None]:
+    saved_env = {k: v for k, v in os.environ.items() if k.startswith(_AMBIENT_ENV)}
+    for key in saved_env:
+        del os.environ[key]
+    saved_path = list(sys.path)
+    sys.path.insert(0, str(project_dir))
+    # A program from another directory (another git revision) must not reuse our modules.
+    for name in [m for m in sys.modules if m == "components" or m.startswith("components.")]:
+        module_file = getattr(sys.modules[name], "__file__", None) or ""
+        if not Path(module_file).resolve().is_relative_to(project_dir):
+            del sys.modules[name]
+    try:
+        yield
+    finally:
+        sys.path[:] = saved_path
+        os.environ.update(saved_env)
+
+
+def config_strings(config: Mapping[str, Any]) -> dict[str, str]:
+    """Pulumi hands a program its config as strings: objects and scalars as JSON, strings as-is."""
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
+
+
+def render(
+    project_dir: Path,
+    stack: str,
+    config: Mapping[str, Any],
+    *,
+    secret_keys: Sequence[str] = (),
+    preview: bool = True,
+) -> Render:
+    """Evaluate `<project_dir>/__main__.py` for `stack` with `config` (keys like `istio-mesh:istio`)."""
+    project_dir = project_dir.resolve()
+    mock = _Mocks()
+    monitor = RecordingMonitor(mock)
+    pulumi.runtime.set_mocks(mock, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+    pulumi.runtime.set_all_config(config_strings(config), list(secret_keys))
+    error: str | None = None
+    with _program_environment(project_dir):
+        try:
+            _sync_await(run_pulumi_func(lambda: _run_program(project_dir)))
+        except pulumi.RunError as run_error:
+            error = str(run_error)
+    outputs = {} if error else _sync_await(_resolve_outputs())
+    return Render(PROJECT, stack, list(monitor.registrations), outputs, error)
+
+
+def _run_program(project_dir: Path) -> None:
+    runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")
+
+
+async def _resolve_outputs() -> dict[str, Any]:
+    root = get_root_resource()
+    exported: Mapping[str, Any] = getattr(root, "outputs", {})
+    resolved: dict[str, Any] = {}
+    for name in sorted(exported):
+        output = pulumi.Output.from_input(exported[name])
+        value = await output.future()
+        if await output.is_secret():
+            resolved[name] = SECRET
+        elif not await output.is_known():
+            resolved[name] = UNKNOWN
+        else:
+            resolved[name] = json.loads(json.dumps(value, sort_keys=True, default=str))
+    return resolved

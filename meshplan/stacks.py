@@ -1,0 +1,127 @@
+"""A stack's config as the Pulumi CLI would hand it to the program, read from the stack files."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from meshplan.engine import PROJECT, SECRET
+
+
+class StackConfigError(Exception):
+    """A stack file or a --config override that cannot be read; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    stack: str
+    values: Mapping[str, Any]  # namespaced keys, e.g. "istio-mesh:istio"
+    secret_keys: tuple[str, ...]
+
+
+def _namespaced(key: str) -> str:
+    return key if ":" in key else f"{PROJECT}:{key}"
+
+
+def project_defaults(project_dir: Path) -> dict[str, Any]:
+    """`default:` values of the config keys declared in Pulumi.yaml."""
+    project = _read_yaml(project_dir / "Pulumi.yaml")
+    declared = project.get("config") or {}
+    return {
+        _namespaced(key): spec["default"]
+        for key, spec in declared.items()
+        if isinstance(spec, Mapping) and "default" in spec
+    }
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise StackConfigError(f"cannot read {path}: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise StackConfigError(f"{path} is not valid YAML: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise StackConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def _mask_secrets(value: Any) -> tuple[Any, bool]:
+    """`secure:` ciphertexts cannot be decrypted offline: they become SECRET, and the key a secret."""
+    if isinstance(value, Mapping):
+        if set(value) == {"secure"}:
+            return SECRET, True
+        masked, found = {}, False
+        for key, item in value.items():
+            masked[key], inner = _mask_secrets(item)
+            found = found or inner
+        return masked, found
+    if isinstance(value, list):
+        pairs = [_mask_secrets(item) for item in value]
+        return [p[0] for p in pairs], any(p[1] for p in pairs)
+    return value, False
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`KEY=VALUE`: KEY a dotted path under the project namespace, VALUE parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise StackConfigError(f"--config {text!r}: expected KEY=VALUE, e.g. dashboards.kiali.nodePort=30010")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as error:
+        raise StackConfigError(f"--config {text!r}: the value is not valid YAML: {error}") from None
+    path = key.strip().removeprefix(f"{PROJECT}:").split(".")
+    if any(not part for part in path):
+        raise StackConfigError(f"--config {text!r}: empty segment in the key path")
+    return path, value
+
+
+def _set_path(config: dict[str, Any], path: Sequence[str], value: Any, original: str) -> None:
+    top = f"{PROJECT}:{path[0]}"
+    if len(path) == 1:
+        config[top] = value
+        return
+    node = config.setdefault(top, {})
+    for index, part in enumerate(path[1:-1], start=1):
+        if not isinstance(node, dict):
+            raise StackConfigError(f"--config {original!r}: {'.'.join(path[:index])} is not a mapping")
+        node = node.setdefault(part, {})
+    if not isinstance(node, dict):
+        raise StackConfigError(f"--config {original!r}: {'.'.join(path[:-1])} is not a mapping")
+    node[path[-1]] = value
+
+
+def load_stack(
+    project_dir: Path,
+    stack: str,
+    *,
+    stack_file: Path | None = None,
+    overrides: Sequence[str] = (),
+) -> StackConfig:
+    """Project defaults, then `Pulumi.<stack>.yaml` (or `stack_file`), then each override in order."""
+    path = stack_file or project_dir / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        raise StackConfigError(f"no stack file {path}")
+    config: dict[str, Any] = project_defaults(project_dir)
+    secret_keys: set[str] = set()
+    declared = _read_yaml(path).get("config") or {}
+    if not isinstance(declared, Mapping):
+        raise StackConfigError(f"{path}: `config` must be a mapping")
+    for key, value in declared.items():
+        masked, is_secret = _mask_secrets(value)
+        config[_namespaced(str(key))] = masked
+        if is_secret:
+            secret_keys.add(_namespaced(str(key)))
+    for override in overrides:
+        path_parts, value = parse_override(override)
+        _set_path(config, path_parts, value, override)
+    return StackConfig(stack=stack, values=config, secret_keys=tuple(sorted(secret_keys)))

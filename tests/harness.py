@@ -1,0 +1,129 @@
+"""Build the real program's graph under the mock engine, one stack and a few overrides at a time."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from meshplan.engine import PROJECT, Registration, Render, render
+from meshplan.stacks import load_stack
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE_ADDONS = ROOT / "tests" / "fixtures" / "addons"
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+NAMESPACE_PATCH = "kubernetes:core/v1:NamespacePatch"
+SERVICE = "kubernetes:core/v1:Service"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+COMMAND = "command:local:Command"
+PROVIDER = "pulumi:providers:kubernetes"
+
+
+def fixture_source(version: str) -> str:
+    """The fixture addons with the label style of `version`'s upstream addons."""
+    return str(FIXTURE_ADDONS / ("app-labels" if version.startswith("1.20.") else "k8s-labels"))
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge `override` into `base`; a None value removes the key."""
+    result = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = merge(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def stack_config(stack: str = "dev", **overrides: Any) -> dict[str, Any]:
+    """The stack file's config (namespaced keys) with `overrides` (top-level keys) deep-merged in.
+
+    Unless a test sets `addons.source` itself, addons come from the offline fixtures.
+    """
+    config = dict(load_stack(ROOT, stack).values)
+    for key, value in overrides.items():
+        name = f"{PROJECT}:{key}"
+        if value is None:
+            config.pop(name, None)
+        elif isinstance(value, Mapping) and isinstance(config.get(name), Mapping):
+            config[name] = merge(config[name], value)
+        else:
+            config[name] = copy.deepcopy(value)
+    addons = config.get(f"{PROJECT}:addons")
+    if isinstance(addons, Mapping) and "source" not in overrides.get("addons", {}):
+        istio = config.get(f"{PROJECT}:istio")
+        version = istio.get("version") if isinstance(istio, Mapping) else None
+        config[f"{PROJECT}:addons"] = {**addons, "source": fixture_source(str(version))}
+    return config
+
+
+@dataclass
+class Graph:
+    render: Render
+
+    @property
+    def error(self) -> str | None:
+        return self.render.error
+
+    @property
+    def resources(self) -> list[Registration]:
+        return self.render.registrations
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return self.render.outputs
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.resources if r.type == type_]
+
+    def get(self, type_: str, name: str) -> Registration:
+        found = [r for r in self.resources if r.type == type_ and r.name == name]
+        assert len(found) == 1, f"{len(found)} resources of type {type_} named {name}: {self.names()}"
+        return found[0]
+
+    def names(self, type_: str | None = None) -> list[str]:
+        return sorted(r.name for r in self.resources if type_ is None or r.type == type_)
+
+    def release(self, name: str) -> Registration:
+        return self.get(RELEASE, name)
+
+    def depends_on(self, resource: Registration, other: Registration) -> bool:
+        """True when `resource` waits for `other`, directly or through other resources."""
+        by_urn = self.render.by_urn()
+        seen: set[str] = set()
+        stack = list(resource.dependencies)
+        while stack:
+            urn = stack.pop()
+            if urn == other.urn:
+                return True
+            if urn in seen or urn not in by_urn:
+                continue
+            seen.add(urn)
+            stack.extend(by_urn[urn].dependencies)
+        return False
+
+    def ancestors(self, resource: Registration) -> list[str]:
+        by_urn = self.render.by_urn()
+        chain: list[str] = []
+        parent = resource.parent
+        while parent and parent in by_urn:
+            chain.append(by_urn[parent].type)
+            parent = by_urn[parent].parent
+        return chain
+
+    def children(self, parent: Registration) -> list[Registration]:
+        return [r for r in self.resources if r.parent == parent.urn]
+
+
+def build(
+    stack: str = "dev", *, preview: bool = True, secret_keys: Iterable[str] = (), **overrides: Any
+) -> Graph:
+    config = stack_config(stack, **overrides)
+    return Graph(render(ROOT, stack, config, secret_keys=tuple(secret_keys), preview=preview))
