@@ -25,7 +25,6 @@ TOP_LEVEL_KEYS = (
     "dashboards",
     "protect",
     "environment",
-    "security",
 )
 
 PROFILES = ("default", "demo", "minimal")
@@ -433,6 +432,8 @@ def _parse_dashboards(problems: _Problems, value: Any, addons: AddonsConfig) -> 
             f"allowed: {', '.join(SERVICE_TYPES)}",
             lambda v: v in SERVICE_TYPES,
         )
+        # A bad type is reported once; checks that depend on the type would only repeat it.
+        type_known = dashboard.get("type", "ClusterIP") in SERVICE_TYPES
         ports: dict[str, int | None] = {}
         for port_key in keys[1:]:
             port = _typed(
@@ -448,6 +449,8 @@ def _parse_dashboards(problems: _Problems, value: Any, addons: AddonsConfig) -> 
             ports[port_key] = port
             if port is None:
                 continue
+            if not type_known:
+                continue
             if service_type == "ClusterIP":
                 problems.bad(f"{path}.{port_key}", port, "a ClusterIP Service has no node port; remove it")
             elif port in used_ports:
@@ -456,7 +459,7 @@ def _parse_dashboards(problems: _Problems, value: Any, addons: AddonsConfig) -> 
                 )
             else:
                 used_ports[port] = f"{path}.{port_key}"
-        if service_type == "NodePort" and dashboard.get("nodePort") is None:
+        if type_known and service_type == "NodePort" and dashboard.get("nodePort") is None:
             problems.missing(f"{path}.nodePort", f"a NodePort dashboard needs its port, in {low}-{high}")
         if DASHBOARDS[name][0] not in addons.enabled:
             problems.bad(path, dict(dashboard), f"needs the {DASHBOARDS[name][0]} addon in addons.enabled")
