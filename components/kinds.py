@@ -6,6 +6,7 @@ graph with its own type token, so previews, `meshplan diff` and policies see eac
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -15,27 +16,38 @@ import pulumi_kubernetes as k8s
 
 ResourceFactory = Callable[..., pulumi.CustomResource]
 
-# The kinds Istio's addons are made of, plus their close relatives. Anything in another API group
-# with a dot in its name (a CRD-defined kind) is declared as a CustomResource.
-TYPED_KINDS: Mapping[tuple[str, str], ResourceFactory] = {
-    ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
-    ("v1", "Namespace"): k8s.core.v1.Namespace,
-    ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
-    ("v1", "Secret"): k8s.core.v1.Secret,
-    ("v1", "Service"): k8s.core.v1.Service,
-    ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
-    ("apps/v1", "DaemonSet"): k8s.apps.v1.DaemonSet,
-    ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
-    ("apps/v1", "StatefulSet"): k8s.apps.v1.StatefulSet,
-    ("batch/v1", "Job"): k8s.batch.v1.Job,
-    ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
-    ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
-    ("rbac.authorization.k8s.io/v1", "ClusterRole"): k8s.rbac.v1.ClusterRole,
-    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): k8s.rbac.v1.ClusterRoleBinding,
-    ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
-    ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
-    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): k8s.apiextensions.v1.CustomResourceDefinition,
+# The kinds Istio's addons are made of, plus their close relatives, as (pulumi_kubernetes module,
+# class). Classes are looked up on first use: pulumi_kubernetes loads its modules lazily, and
+# loading every API group up front would cost more than evaluating the rest of the program.
+# Anything in an API group with a dot in its name (a CRD-defined kind) is a CustomResource.
+TYPED_KINDS: Mapping[tuple[str, str], tuple[str, str]] = {
+    ("v1", "ConfigMap"): ("core.v1", "ConfigMap"),
+    ("v1", "Namespace"): ("core.v1", "Namespace"),
+    ("v1", "PersistentVolumeClaim"): ("core.v1", "PersistentVolumeClaim"),
+    ("v1", "Secret"): ("core.v1", "Secret"),
+    ("v1", "Service"): ("core.v1", "Service"),
+    ("v1", "ServiceAccount"): ("core.v1", "ServiceAccount"),
+    ("apps/v1", "DaemonSet"): ("apps.v1", "DaemonSet"),
+    ("apps/v1", "Deployment"): ("apps.v1", "Deployment"),
+    ("apps/v1", "StatefulSet"): ("apps.v1", "StatefulSet"),
+    ("batch/v1", "Job"): ("batch.v1", "Job"),
+    ("policy/v1", "PodDisruptionBudget"): ("policy.v1", "PodDisruptionBudget"),
+    ("networking.k8s.io/v1", "NetworkPolicy"): ("networking.v1", "NetworkPolicy"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): ("rbac.v1", "ClusterRole"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ("rbac.v1", "ClusterRoleBinding"),
+    ("rbac.authorization.k8s.io/v1", "Role"): ("rbac.v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("rbac.v1", "RoleBinding"),
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): ("apiextensions.v1", "CustomResourceDefinition"),
 }
+
+
+def _factory(api_version: str, kind: str) -> ResourceFactory | None:
+    location = TYPED_KINDS.get((api_version, kind))
+    if location is None:
+        return None
+    module, name = location
+    return getattr(importlib.import_module(f"pulumi_kubernetes.{module}"), name)
+
 
 _CAMEL_HUMP = re.compile(r"(?<!^)(?=[A-Z])")
 
@@ -67,7 +79,7 @@ def declare(obj: Mapping[str, Any], opts: pulumi.ResourceOptions) -> pulumi.Cust
     api_version, kind = obj["apiVersion"], obj["kind"]
     fields = {key: value for key, value in obj.items() if key not in ("apiVersion", "kind")}
     name = resource_name(obj)
-    factory = TYPED_KINDS.get((api_version, kind))
+    factory = _factory(api_version, kind)
     if factory is None:
         return k8s.apiextensions.CustomResource(name, api_version=api_version, kind=kind, opts=opts, **fields)
     # Top-level fields are constructor arguments (`roleRef` -> `role_ref`); nested values pass
