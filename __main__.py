@@ -6,7 +6,7 @@ import pulumi
 
 from components.addons import AddonError, prepare_addons
 from components.cluster import cluster_provider
-from components.config import load_config
+from components.config import load_config, secret_value
 from components.mesh import Mesh
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -17,6 +17,12 @@ try:
 except AddonError as error:
     raise pulumi.RunError(str(error)) from None
 provider = cluster_provider("cluster", config.cluster)
-mesh = Mesh("istio-mesh", config, addon_objects, opts=pulumi.ResourceOptions(providers=[provider]))
+mesh = Mesh(
+    "istio-mesh",
+    config,
+    addon_objects,
+    grafana_admin_password=secret_value("grafanaAdminPassword"),
+    opts=pulumi.ResourceOptions(providers=[provider]),
+)
 for name, value in mesh.outputs.items():
     pulumi.export(name, value)

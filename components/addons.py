@@ -11,6 +11,7 @@ import pulumi
 from components.addon_source import AddonSourceError, load_addon
 from components.config import MeshConfig
 from components.dashboards import DashboardError, expose
+from components.hardening import HardeningError, grafana_login, kiali_auth
 from components.kinds import declare, is_supported, object_key
 
 AddonObjects = Mapping[str, Sequence[Mapping[str, Any]]]
@@ -51,6 +52,13 @@ def prepare_addons(
                     objects = expose(objects, dashboard)
                 except DashboardError as error:
                     problems.append(str(error))
+        try:
+            if addon == "kiali":
+                objects = kiali_auth(objects, config.dashboard("kiali").auth or "token")
+            if addon == "grafana" and config.dashboard("grafana").auth == "password":
+                objects = grafana_login(objects)
+        except HardeningError as error:
+            problems.append(str(error))
         for obj in objects:
             key = object_key(obj)
             where = f"addon {addon}: {obj['apiVersion']} {obj['kind']} {'/'.join(filter(None, key[2:]))}"
@@ -79,10 +87,11 @@ class Addon(pulumi.ComponentResource):
         objects: Sequence[Mapping[str, Any]],
         *,
         namespace: pulumi.Resource,
+        needs: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("istio-mesh:index:Addon", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+        child = pulumi.ResourceOptions(parent=self, depends_on=[namespace, *needs])
         crds = [declare(obj, child) for obj in objects if obj["kind"] == "CustomResourceDefinition"]
         after_crds = (
             pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=crds)) if crds else child

@@ -25,6 +25,8 @@ TOP_LEVEL_KEYS = (
     "dashboards",
     "protect",
     "environment",
+    "security",
+    "grafanaAdminPassword",
 )
 
 PROFILES = ("default", "demo", "minimal")
@@ -32,11 +34,17 @@ SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 GATEWAYS = ("ingress", "egress")
 MTLS_MODES = ("STRICT", "PERMISSIVE")
 KIALI_AUTH = ("anonymous", "token")
+GRAFANA_AUTH = ("anonymous", "password")
+# The login each dashboard gets unless the stack says otherwise: never anonymous by default.
+DEFAULT_AUTH: Mapping[str, tuple[str, tuple[str, ...]]] = MappingProxyType(
+    {"kiali": ("token", KIALI_AUTH), "grafana": ("password", GRAFANA_AUTH)}
+)
 MIN_VERSION = (1, 20, 0)
 NODE_PORT_RANGE = (30000, 32767)
 DEFAULT_CHART_REPOSITORY = "https://istio-release.storage.googleapis.com/charts"
 DEFAULT_ADDON_SOURCE = "https://raw.githubusercontent.com/istio/istio/{version}/samples/addons"
 DEFAULT_ADDONS = ("prometheus", "grafana", "jaeger", "kiali")
+SECRET_KEYS = ("grafanaAdminPassword",)
 
 # Which gateways each profile brings when the stack does not list them. Helm profiles never create
 # gateways themselves (https://istio.io/latest/docs/setup/install/helm/), so they are our releases.
@@ -118,6 +126,7 @@ class DashboardConfig:
     service_type: str = "ClusterIP"
     node_port: int | None = None
     metrics_node_port: int | None = None
+    auth: str | None = None  # kiali: anonymous | token; grafana: anonymous | password
 
     @property
     def addon(self) -> str:
@@ -145,6 +154,20 @@ class MeshConfig:
     dashboards: tuple[DashboardConfig, ...] = ()
     protect: bool = False
     environment: str = "development"
+    mtls: str | None = None  # STRICT | PERMISSIVE: a mesh-wide PeerAuthentication
+    grafana_admin_password: bool = False  # set as a Pulumi secret; the value never enters MeshConfig
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+    def dashboard(self, name: str) -> DashboardConfig:
+        """The stack's dashboard settings, or the defaults (ClusterIP, secure login) when absent."""
+        for dashboard in self.dashboards:
+            if dashboard.name == name:
+                return dashboard
+        default_auth = DEFAULT_AUTH[name][0] if name in DEFAULT_AUTH else None
+        return DashboardConfig(name=name, auth=default_auth)
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -246,6 +269,28 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path) -> MeshConfig:
         lambda v: bool(_DNS_LABEL.match(v)) and len(v) <= 63,
     )
 
+    security = _mapping(problems, "security", raw.get("security"), ("mtls",))
+    mtls = _typed(
+        problems,
+        security,
+        "security",
+        "mtls",
+        str,
+        None,
+        f"allowed: {', '.join(MTLS_MODES)}",
+        lambda v: v in MTLS_MODES,
+    )
+    # The password itself is a Pulumi secret read by the program; only its presence is validated here.
+    password_set = raw.get("grafanaAdminPassword") not in (None, "")
+    grafana = next((d for d in dashboards if d.name == "grafana"), None)
+    grafana_auth = grafana.auth if grafana else DEFAULT_AUTH["grafana"][0]
+    if "grafana" in addons.enabled and grafana_auth == "password" and not password_set:
+        problems.missing(
+            "grafanaAdminPassword",
+            "Grafana runs without anonymous admin: set its admin password with "
+            "`pulumi config set --secret grafanaAdminPassword`, or say `dashboards.grafana.auth: anonymous`",
+        )
+
     if problems.items or cluster is None or istio is None:
         raise ConfigError(problems.items)
     return MeshConfig(
@@ -256,6 +301,8 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path) -> MeshConfig:
         dashboards=dashboards,
         protect=protect,
         environment=environment,
+        mtls=mtls,
+        grafana_admin_password=password_set,
     )
 
 
@@ -420,8 +467,21 @@ def _parse_dashboards(problems: _Problems, value: Any, addons: AddonsConfig) -> 
         if name not in section:
             continue
         path = f"dashboards.{name}"
-        keys = ("type", "nodePort", "metricsNodePort") if DASHBOARDS[name][3] else ("type", "nodePort")
-        dashboard = _mapping(problems, path, section[name], keys)
+        keys: tuple[str, ...] = (
+            ("type", "nodePort", "metricsNodePort") if DASHBOARDS[name][3] else ("type", "nodePort")
+        )
+        auth_default, auth_allowed = DEFAULT_AUTH.get(name, (None, ()))
+        dashboard = _mapping(problems, path, section[name], (*keys, "auth") if auth_allowed else keys)
+        auth = _typed(
+            problems,
+            dashboard,
+            path,
+            "auth",
+            str,
+            auth_default,
+            f"allowed: {', '.join(auth_allowed)}",
+            lambda v, allowed=auth_allowed: v in allowed,
+        )
         service_type = _typed(
             problems,
             dashboard,
@@ -469,6 +529,7 @@ def _parse_dashboards(problems: _Problems, value: Any, addons: AddonsConfig) -> 
                 service_type=service_type,
                 node_port=ports.get("nodePort"),
                 metrics_node_port=ports.get("metricsNodePort"),
+                auth=auth,
             )
         )
     return tuple(dashboards)
@@ -486,6 +547,10 @@ def load_config(base_dir: Path) -> MeshConfig:
     keys = sorted({k[len(prefix) :] for k in (*get_config_env(), *CONFIG.get()) if k.startswith(prefix)})
     raw: dict[str, Any] = {}
     for key in keys:
+        if key in SECRET_KEYS:
+            # Only whether it is set: the value stays a Pulumi secret (see `secret_value`).
+            raw[key] = "set" if config.get_secret(key) is not None else None
+            continue
         try:
             raw[key] = config.get_object(key)
         except pulumi.ConfigTypeError:
@@ -494,3 +559,10 @@ def load_config(base_dir: Path) -> MeshConfig:
         return parse_config(raw, base_dir=base_dir)
     except ConfigError as error:
         raise pulumi.RunError(str(error)) from None
+
+
+def secret_value(key: str) -> Any:
+    """A secret config value as a Pulumi secret Output (None when unset); never read as plaintext."""
+    import pulumi
+
+    return pulumi.Config(PROJECT).get_secret(key)

@@ -6,11 +6,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from components.addons import Addon
 from components.config import MeshConfig
-from components.control_plane import ControlPlane
+from components.control_plane import ISTIO_NAMESPACE, ControlPlane
 from components.dashboards import access
+from components.hardening import GRAFANA_ADMIN_SECRET, GRAFANA_PASSWORD_KEY
 from components.injection import Injection
 
 
@@ -22,6 +24,8 @@ class Mesh(pulumi.ComponentResource):
         name: str,
         config: MeshConfig,
         addon_objects: Mapping[str, Sequence[Mapping[str, Any]]],
+        *,
+        grafana_admin_password: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("istio-mesh:index:Mesh", name, None, opts)
@@ -32,6 +36,7 @@ class Mesh(pulumi.ComponentResource):
             config.istio,
             protect_crds=config.protect,
             environment=config.environment,
+            mtls=config.mtls,
             opts=child,
         )
         self.injection = Injection(
@@ -42,8 +47,26 @@ class Mesh(pulumi.ComponentResource):
             control_plane=self.control_plane.istiod,
             opts=child,
         )
+        # The Grafana admin password: a Secret of ours, so the value is a Pulumi secret end to end.
+        self.grafana_admin = None
+        if grafana_admin_password is not None and "grafana" in addon_objects:
+            self.grafana_admin = k8s.core.v1.Secret(
+                f"{ISTIO_NAMESPACE}/{GRAFANA_ADMIN_SECRET}",
+                metadata={
+                    "name": GRAFANA_ADMIN_SECRET,
+                    "namespace": self.control_plane.namespace.metadata.name,
+                },
+                string_data={GRAFANA_PASSWORD_KEY: grafana_admin_password},
+                opts=child,
+            )
         self.addons = [
-            Addon(addon, objects, namespace=self.control_plane.namespace, opts=child)
+            Addon(
+                addon,
+                objects,
+                namespace=self.control_plane.namespace,
+                needs=[self.grafana_admin] if addon == "grafana" and self.grafana_admin else [],
+                opts=child,
+            )
             for addon, objects in addon_objects.items()
         ]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,8 +122,16 @@ class Graph:
         return [r for r in self.resources if r.parent == parent.urn]
 
 
-def build(
-    stack: str = "dev", *, preview: bool = True, secret_keys: Iterable[str] = (), **overrides: Any
-) -> Graph:
+# What `pulumi config set --secret grafanaAdminPassword` gives a production stack.
+PROD_PASSWORD = "correct-horse-battery-staple"
+
+
+def build(stack: str = "dev", *, preview: bool = True, **overrides: Any) -> Graph:
+    """Render `stack` with `overrides` (top-level keys, deep-merged); prod gets its Grafana secret."""
+    secret_keys = []
+    if stack == "prod" and "grafanaAdminPassword" not in overrides:
+        overrides["grafanaAdminPassword"] = PROD_PASSWORD
+    if overrides.get("grafanaAdminPassword") is not None:
+        secret_keys.append(f"{PROJECT}:grafanaAdminPassword")
     config = stack_config(stack, **overrides)
-    return Graph(render(ROOT, stack, config, secret_keys=tuple(secret_keys), preview=preview))
+    return Graph(render(ROOT, stack, config, secret_keys=secret_keys, preview=preview))

@@ -33,10 +33,11 @@ def valid_raw(**overrides: Any) -> dict[str, Any]:
         "injection": {"namespaces": ["default"], "restartWorkloads": True},
         "addons": {"enabled": ["prometheus", "grafana", "jaeger", "kiali"]},
         "dashboards": {
-            "kiali": {"type": "NodePort", "nodePort": 30007, "metricsNodePort": 30008},
+            "kiali": {"type": "NodePort", "nodePort": 30007, "metricsNodePort": 30008, "auth": "anonymous"},
             "prometheus": {"type": "NodePort", "nodePort": 30009},
         },
         "protect": False,
+        "grafanaAdminPassword": "set",
     }
     return merge(raw, overrides)
 
@@ -68,7 +69,7 @@ def test_the_dev_shape_parses_to_exact_values() -> None:
     assert config.addons.enabled == ("prometheus", "grafana", "jaeger", "kiali")
     assert config.addons.source == DEFAULT_ADDON_SOURCE
     assert config.dashboards == (
-        DashboardConfig("kiali", "NodePort", 30007, 30008),
+        DashboardConfig("kiali", "NodePort", 30007, 30008, "anonymous"),
         DashboardConfig("prometheus", "NodePort", 30009, None),
     )
     assert config.protect is False
@@ -76,7 +77,9 @@ def test_the_dev_shape_parses_to_exact_values() -> None:
 
 
 def test_defaults_when_only_the_required_keys_are_set() -> None:
-    config = parse({"cluster": {"context": "c"}, "istio": {"version": "1.30.3"}})
+    config = parse(
+        {"cluster": {"context": "c"}, "istio": {"version": "1.30.3"}, "grafanaAdminPassword": "set"}
+    )
     assert config.istio.profile == "default"
     assert config.istio.gateways == (GatewayConfig("ingress", "LoadBalancer"),)
     assert config.injection.namespaces == ()
@@ -84,6 +87,9 @@ def test_defaults_when_only_the_required_keys_are_set() -> None:
     assert config.addons.enabled == ("prometheus", "grafana", "jaeger", "kiali")
     assert config.dashboards == ()
     assert config.protect is False
+    assert config.mtls is None
+    assert config.dashboard("kiali").auth == "token"  # never anonymous unless the stack says so
+    assert config.dashboard("grafana").auth == "password"
 
 
 @pytest.mark.parametrize(
@@ -206,7 +212,7 @@ def test_addons_and_gateways_come_out_in_a_fixed_order() -> None:
         ),
         (
             {"addons": {"enabled": ["prometheus"]}, "dashboards": {"prometheus": None}},
-            "dashboards.kiali: got {'type': 'NodePort', 'nodePort': 30007, 'metricsNodePort': 30008}; "
+            "dashboards.kiali: got {'type': 'NodePort', 'nodePort': 30007, 'metricsNodePort': 30008, 'auth': 'anonymous'}; "
             "needs the kiali addon in addons.enabled",
         ),
         (
@@ -226,6 +232,16 @@ def test_addons_and_gateways_come_out_in_a_fixed_order() -> None:
             "injection.restartWorkloads: got 'yes'; expected true or false",
         ),
         ({"protect": "true"}, "protect: got 'true'; expected true or false"),
+        ({"security": {"mtls": "strict"}}, "security.mtls: got 'strict'; allowed: STRICT, PERMISSIVE"),
+        (
+            {"dashboards": {"kiali": {"auth": "none"}}},
+            "dashboards.kiali.auth: got 'none'; allowed: anonymous, token",
+        ),
+        (
+            {"grafanaAdminPassword": None},
+            "grafanaAdminPassword: is required; Grafana runs without anonymous admin: set its admin password "
+            "with `pulumi config set --secret grafanaAdminPassword`, or say `dashboards.grafana.auth: anonymous`",
+        ),
         (
             {"environment": "Prod"},
             "environment: got 'Prod'; expected a lowercase DNS label such as development, staging or production",
@@ -233,7 +249,7 @@ def test_addons_and_gateways_come_out_in_a_fixed_order() -> None:
         (
             {"dashboard": {}},
             "dashboard: got {}; unknown key; allowed keys: cluster, istio, injection, addons, dashboards, "
-            "protect, environment",
+            "protect, environment, security, grafanaAdminPassword",
         ),
     ],
 )

@@ -286,6 +286,12 @@ def test_dev_outputs(dev: Graph) -> None:
         "injectedNamespaces": ["default"],
         "addons": ["prometheus", "grafana", "jaeger", "kiali"],
         "dashboards": {
+            "grafana": {
+                "type": "ClusterIP",
+                "service": "istio-system/grafana",
+                "portForward": "kubectl --context kind-istio-dev port-forward --namespace istio-system svc/grafana 3000:3000",
+                "url": "http://localhost:3000",
+            },
             "kiali": {
                 "type": "NodePort",
                 "service": "istio-system/kiali",
@@ -332,7 +338,9 @@ def test_a_config_mistake_stops_before_any_resource() -> None:
 
 
 def test_a_missing_addon_file_is_a_clear_error(tmp_path: Any) -> None:
-    graph = build(addons={"source": str(tmp_path), "enabled": ["prometheus", "kiali"]})
+    graph = build(
+        addons={"source": str(tmp_path), "enabled": ["prometheus", "kiali"]}, dashboards={"grafana": None}
+    )
     assert graph.resources == []
     assert graph.error is not None
     assert graph.error.startswith("addon problems:\n  - ")

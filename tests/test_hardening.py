@@ -1,0 +1,91 @@
+"""Production hardening: mesh-wide mTLS, no anonymous dashboards by default, Grafana's secret."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from tests.harness import CONFIG_MAP, DEPLOYMENT, FIXTURE_ADDONS, PROD_PASSWORD, build
+
+PEER_AUTHENTICATION = "kubernetes:security.istio.io/v1:PeerAuthentication"
+SECRET_TYPE = "kubernetes:core/v1:Secret"
+
+
+def _kiali_strategy(graph_config_map: dict) -> str:
+    return yaml.safe_load(graph_config_map["data"]["config.yaml"])["auth"]["strategy"]
+
+
+def test_prod_declares_strict_mtls_after_istiod() -> None:
+    graph = build("prod")
+    peer = graph.get(PEER_AUTHENTICATION, "mesh-mtls")
+    assert peer.inputs["metadata"] == {"name": "default", "namespace": "istio-system"}
+    assert peer.inputs["spec"] == {"mtls": {"mode": "STRICT"}}
+    assert graph.depends_on(peer, graph.release("istiod"))
+    assert graph.depends_on(peer, graph.release("istio-base"))
+
+
+def test_charts_before_1_22_get_the_v1beta1_peer_authentication() -> None:
+    graph = build(security={"mtls": "PERMISSIVE"})
+    (peer,) = [r for r in graph.resources if r.name == "mesh-mtls"]
+    assert peer.type == "kubernetes:security.istio.io/v1beta1:PeerAuthentication"
+    assert peer.inputs["spec"] == {"mtls": {"mode": "PERMISSIVE"}}
+
+
+def test_no_mtls_resource_unless_asked() -> None:
+    assert [r for r in build().resources if r.name == "mesh-mtls"] == []
+
+
+def test_kiali_uses_token_login_unless_the_stack_says_anonymous() -> None:
+    assert _kiali_strategy(dict(build("prod").get(CONFIG_MAP, "istio-system/kiali").inputs)) == "token"
+    assert (
+        _kiali_strategy(
+            dict(build(dashboards={"kiali": {"auth": None}}).get(CONFIG_MAP, "istio-system/kiali").inputs)
+        )
+        == "token"
+    )
+
+
+def test_an_explicit_anonymous_kiali_keeps_the_addons_config_as_shipped() -> None:
+    shipped = next(
+        o
+        for o in yaml.safe_load_all((FIXTURE_ADDONS / "app-labels" / "kiali.yaml").read_text())
+        if o and o["kind"] == "ConfigMap"
+    )
+    declared = build().get(CONFIG_MAP, "istio-system/kiali").inputs
+    assert declared["data"]["config.yaml"] == shipped["data"]["config.yaml"]
+
+
+def test_grafana_login_comes_from_the_secret_and_anonymous_admin_is_off() -> None:
+    graph = build("prod")
+    env = graph.get(DEPLOYMENT, "istio-system/grafana").inputs["spec"]["template"]["spec"]["containers"][0][
+        "env"
+    ]
+    by_name = {e["name"]: e for e in env}
+    assert by_name["GF_AUTH_ANONYMOUS_ENABLED"] == {"name": "GF_AUTH_ANONYMOUS_ENABLED", "value": "false"}
+    assert by_name["GF_SECURITY_ADMIN_PASSWORD"] == {
+        "name": "GF_SECURITY_ADMIN_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "grafana-admin", "key": "admin-password"}},
+    }
+    assert len(env) == len(by_name)  # each variable set once
+    secret = graph.get(SECRET_TYPE, "istio-system/grafana-admin")
+    assert graph.depends_on(graph.get(DEPLOYMENT, "istio-system/grafana"), secret)
+    # The engine receives the password as a Pulumi secret, so the state stores it encrypted.
+    assert secret.inputs["stringData"] == "[secret]"
+    assert secret.raw_inputs["stringData"] == {"admin-password": PROD_PASSWORD}
+
+
+def test_the_password_appears_nowhere_in_plain_text() -> None:
+    graph = build("prod")
+    plan = json.dumps(graph.render.plan())
+    assert PROD_PASSWORD not in plan
+    assert PROD_PASSWORD not in json.dumps(graph.outputs)
+
+
+def test_dev_keeps_the_hand_made_anonymous_grafana() -> None:
+    graph = build()
+    env = graph.get(DEPLOYMENT, "istio-system/grafana").inputs["spec"]["template"]["spec"]["containers"][0][
+        "env"
+    ]
+    assert {"name": "GF_AUTH_ANONYMOUS_ENABLED", "value": "true"} in env
+    assert [r for r in graph.resources if r.type == SECRET_TYPE] == []
