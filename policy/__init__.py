@@ -1,0 +1,1 @@
+"""The istio-mesh policy pack: pure rules (`policy.rules`) and the Pulumi adapter (`policy.__main__`)."""

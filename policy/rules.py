@@ -1,0 +1,666 @@
+"""The istio-mesh policy rules as plain functions over a stack's resources.
+
+Each rule takes the resources in the offline plan shape written by `meshplan` (`urn`, `type`, `name`,
+`provider`, `protect`, wire-format camelCase `inputs`, ...) and a `RuleContext`, and returns its
+violations. The Pulumi policy pack (`policy/__main__.py`) adapts the engine's `PolicyResource`s to
+the same shape, so the offline check and `pulumi preview --policy-pack policy` apply one code path.
+
+The rules only read through `Mapping` / `Sequence` (never `dict` / `list`): the policy SDK hands
+resource properties over as read-only proxies that raise `UnknownValueError` when a value is not
+known during a preview, and the SDK turns that into an advisory "can't run during preview" notice.
+In offline plans, unknown values are the string `[unknown]` and secrets `[secret]`; the rules skip
+what they cannot see there, the live policy pack sees the real values.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import PurePosixPath
+from typing import Any
+
+import yaml
+
+try:
+    from .istio_releases import oldest_supported_minor, support_status
+except ImportError:  # pragma: no cover - run by `pulumi` as a policy pack: this folder is sys.path[0]
+    from istio_releases import oldest_supported_minor, support_status  # type: ignore[no-redef]
+
+# The stand-ins `meshplan` writes for values a plan cannot show.
+SECRET = "[secret]"
+UNKNOWN = "[unknown]"
+
+NAMESPACE = "kubernetes:core/v1:Namespace"
+SERVICE = "kubernetes:core/v1:Service"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+COMMAND = "command:local:Command"
+KUBERNETES_PROVIDER = "pulumi:providers:kubernetes"
+
+ISTIO_NAMESPACE = "istio-system"
+ENVIRONMENT_LABEL = "istio-mesh/environment"
+PRODUCTION = "production"
+# The explicit provider the program creates; preferred when a stack somehow has more than one.
+CLUSTER_PROVIDER_NAME = "cluster"
+
+# Charts published in Istio's Helm repository; their chart version is the Istio version.
+ISTIO_CHARTS = frozenset({"base", "istiod", "gateway", "cni", "ztunnel"})
+DASHBOARDS = frozenset({"kiali", "prometheus", "grafana", "tracing"})
+EXPOSED_SERVICE_TYPES = frozenset({"NodePort", "LoadBalancer"})
+# A Service without `spec.type` is ClusterIP (Kubernetes' default). Gateway Services live inside the
+# `gateway` releases' values and are never dashboards; only their nodePorts are checked.
+DEFAULT_SERVICE_TYPE = "ClusterIP"
+
+# The API server's default `--service-node-port-range`.
+# https://kubernetes.io/docs/concepts/services-networking/service/#type-nodeport
+NODE_PORT_MIN, NODE_PORT_MAX = 30000, 32767
+
+# Exact `MAJOR.MINOR.PATCH`: no range, wildcard, `v` prefix or pre-release.
+EXACT_VERSION = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+
+# Kiali's strategy when its config has no `auth.strategy`: `token` on Kubernetes (`openshift` on
+# OpenShift), https://kiali.io/docs/configuration/authentication/ . So a missing auth block is NOT
+# treated as anonymous: Kiali itself would ask for a token. Istio's sample addon sets `anonymous`
+# explicitly, and that explicit value is what this rule catches.
+KIALI_DEFAULT_STRATEGY = "token"
+KIALI_SAFE_STRATEGIES = "token, openid, openshift or header"
+
+# pulumi-kubernetes resources that are Python-side components, not custom resources: the engine
+# records no provider on them, their children carry it. (Remote components such as yaml/v2 are
+# not listed: the provider they are constructed by is the one they name.)
+LOCAL_COMPONENT_TYPES = frozenset(
+    {
+        "kubernetes:yaml:ConfigFile",
+        "kubernetes:yaml:ConfigGroup",
+        "kubernetes:helm.sh/v2:Chart",
+        "kubernetes:helm.sh/v3:Chart",
+        "kubernetes:kustomize:Directory",
+    }
+)
+
+# Shell control operators that end one simple command. shlex returns a run of these as one token.
+_OPERATOR_CHARS = ";&|()\n"
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ash"})
+# Programs that run the program named after them (and their own options).
+_WRAPPERS = frozenset({"sudo", "env", "exec", "command", "time", "nohup", "timeout", "xargs", "watch"})
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+# Shell reserved words that can stand before a command word (`if kubectl ...; then kubectl ...`).
+_RESERVED = frozenset({"if", "then", "else", "elif", "do", "while", "until", "!", "{"})
+
+Resource = Mapping[str, Any]
+Resources = Sequence[Resource]
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    urn: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.urn}: {self.message}"
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """What the rules know about the stack beyond its resources; build it with `context_for`.
+
+    `production` comes from the `istio-mesh/environment` label of the istio-system Namespace (the
+    program copies the `istio-mesh:environment` config there). `kube_context` / `kubeconfig` are the
+    `context` / `kubeconfig` inputs of the stack's explicit kubernetes provider (`cluster_provider`).
+    """
+
+    today: date
+    production: bool = False
+    environment: str | None = None
+    cluster_provider: str | None = None
+    kube_context: str | None = None
+    kubeconfig: str | None = None
+
+
+RuleCheck = Callable[[Resources, RuleContext], list[Violation]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    description: str
+    check: RuleCheck
+
+
+# --- reading resources -------------------------------------------------------------------------
+
+
+def _is_mapping(value: Any) -> bool:
+    return isinstance(value, Mapping)
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes)
+
+
+def _dig(value: Any, *path: str) -> Any:
+    """`value[path[0]][path[1]]...`, or None as soon as a level is missing or not a mapping."""
+    for key in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _inputs(resource: Resource) -> Mapping[str, Any]:
+    inputs = resource.get("inputs")
+    return inputs if isinstance(inputs, Mapping) else {}
+
+
+def _of_type(resources: Resources, type_: str) -> Iterator[Resource]:
+    return (r for r in resources if r.get("type") == type_)
+
+
+def _urn(resource: Resource) -> str:
+    return str(resource.get("urn") or "")
+
+
+def _name(resource: Resource) -> str:
+    return str(resource.get("name") or _urn(resource).rsplit("::", 1)[-1])
+
+
+def _object_name(resource: Resource) -> str:
+    """The Kubernetes name: `metadata.name`, else the Pulumi name (what auto-naming starts from)."""
+    name = _dig(_inputs(resource), "metadata", "name")
+    return name if isinstance(name, str) and name else _name(resource)
+
+
+def _object_namespace(resource: Resource) -> str | None:
+    namespace = _dig(_inputs(resource), "metadata", "namespace")
+    return namespace if isinstance(namespace, str) and namespace else None
+
+
+def _service_type(resource: Resource) -> str:
+    service_type = _dig(_inputs(resource), "spec", "type")
+    return service_type if isinstance(service_type, str) and service_type else DEFAULT_SERVICE_TYPE
+
+
+def _chart(resource: Resource) -> str:
+    """The chart's own name: `istiod` also for `istio/istiod` or `oci://.../charts/istiod`."""
+    chart = _inputs(resource).get("chart")
+    if not isinstance(chart, str) or not chart:
+        return _name(resource)
+    return chart.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _is_dashboard(resource: Resource) -> bool:
+    return _object_name(resource) in DASHBOARDS and _object_namespace(resource) == ISTIO_NAMESPACE
+
+
+def _show(value: Any) -> str:
+    """A value as it would appear in JSON: strings quoted, so `""` and `"1.24"` read unambiguously."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    try:
+        return json.dumps(value)
+    except TypeError:
+        return repr(value)
+
+
+def _as_int(value: Any) -> int | None:
+    """Numbers arrive as floats from the engine (protobuf Struct) and as ints from JSON plans."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _provider_name(reference: str) -> str:
+    """`urn:pulumi:stack::project::pulumi:providers:kubernetes::cluster[::id]` -> `cluster`."""
+    parts = reference.split("::")
+    return parts[3] if len(parts) >= 4 else reference
+
+
+def _is_default_provider(reference: str) -> bool:
+    # The engine names the providers it creates itself `default` or `default_<version>`.
+    return _provider_name(reference).startswith("default")
+
+
+# --- the stack's context -----------------------------------------------------------------------
+
+
+def context_for(resources: Resources, today: date) -> RuleContext:
+    """Derive production-ness and the cluster coordinates from the resources themselves."""
+    environment: str | None = None
+    for namespace in _of_type(resources, NAMESPACE):
+        if _object_name(namespace) != ISTIO_NAMESPACE:
+            continue
+        label = _dig(_inputs(namespace), "metadata", "labels", ENVIRONMENT_LABEL)
+        if isinstance(label, str):
+            environment = label
+    # Compared case-insensitively: a stack that says `Production` must not slip past the
+    # production-only rules because of a capital letter.
+    production = environment is not None and environment.strip().lower() == PRODUCTION
+
+    providers = [
+        r for r in _of_type(resources, KUBERNETES_PROVIDER) if not _is_default_provider(_urn(r) or _name(r))
+    ]
+    named = [r for r in providers if _name(r) == CLUSTER_PROVIDER_NAME]
+    provider = named[0] if named else providers[0] if len(providers) == 1 else None
+    kube_context = kubeconfig = None
+    if provider is not None:
+        value = _inputs(provider).get("context")
+        kube_context = value if isinstance(value, str) and value else None
+        value = _inputs(provider).get("kubeconfig")
+        kubeconfig = value if isinstance(value, str) and value else None
+    return RuleContext(
+        today=today,
+        production=production,
+        environment=environment,
+        cluster_provider=None if provider is None else _name(provider),
+        kube_context=kube_context,
+        kubeconfig=kubeconfig,
+    )
+
+
+# --- rules ---------------------------------------------------------------------------------------
+
+
+def exact_chart_versions(resources: Resources, context: RuleContext) -> list[Violation]:
+    """Every Helm release pins an exact `x.y.z` chart version, so a re-run never upgrades silently."""
+    rule = "exact-chart-versions"
+    found: list[Violation] = []
+    for release in _of_type(resources, RELEASE):
+        version = _inputs(release).get("version")
+        if version == UNKNOWN:
+            continue
+        if version is None:
+            message = f"chart {_chart(release)} has no version; pin an exact x.y.z version"
+        elif isinstance(version, str) and EXACT_VERSION.match(version):
+            continue
+        else:
+            message = (
+                f"chart {_chart(release)} version {_show(version)} is not an exact x.y.z version "
+                "(no ranges, ^, ~, *, x, pre-releases or empty)"
+            )
+        found.append(Violation(rule, _urn(release), message))
+    return found
+
+
+def _node_ports(resource: Resource) -> Iterator[Any]:
+    """The nodePort values a resource asks for: a Service's, or a gateway release's Service values."""
+    if resource.get("type") == SERVICE:
+        ports = _dig(_inputs(resource), "spec", "ports")
+    elif resource.get("type") == RELEASE and _chart(resource) == "gateway":
+        ports = _dig(_inputs(resource), "values", "service", "ports")
+    else:
+        return
+    if not _is_list(ports):
+        return
+    for port in ports:
+        value = _dig(port, "nodePort")
+        # Absent or 0 lets Kubernetes allocate one from the range itself.
+        if value is not None and value != 0 and value != UNKNOWN:
+            yield value
+
+
+def node_ports_valid(resources: Resources, context: RuleContext) -> list[Violation]:
+    """Every requested nodePort is inside the API server's range and used once in the stack."""
+    rule = "node-ports-valid"
+    found: list[Violation] = []
+    first_user: dict[int, str] = {}
+    for resource in sorted(resources, key=_urn):
+        name = _name(resource)
+        for value in _node_ports(resource):
+            port = _as_int(value)
+            if port is None:
+                message = f"nodePort {_show(value)} is not an integer in {NODE_PORT_MIN}-{NODE_PORT_MAX}"
+                found.append(Violation(rule, _urn(resource), message))
+                continue
+            if not NODE_PORT_MIN <= port <= NODE_PORT_MAX:
+                message = f"nodePort {port} is outside {NODE_PORT_MIN}-{NODE_PORT_MAX}"
+                found.append(Violation(rule, _urn(resource), message))
+            other = first_user.get(port)
+            if other is None:
+                first_user[port] = name
+                continue
+            message = (
+                f"nodePort {port} is used twice by {name}"
+                if other == name
+                else f"nodePort {port} is used by both {other} and {name}"
+            )
+            found.append(Violation(rule, _urn(resource), message))
+    return found
+
+
+def production_dashboards_internal(resources: Resources, context: RuleContext) -> list[Violation]:
+    """On production, dashboards stay ClusterIP: reached with `kubectl port-forward`, never from outside."""
+    rule = "production-dashboards-internal"
+    if not context.production:
+        return []
+    found: list[Violation] = []
+    for service in _of_type(resources, SERVICE):
+        service_type = _service_type(service)
+        if _is_dashboard(service) and service_type in EXPOSED_SERVICE_TYPES:
+            message = (
+                f"dashboard Service {ISTIO_NAMESPACE}/{_object_name(service)} has type {service_type}; "
+                "on production dashboards must be ClusterIP"
+            )
+            found.append(Violation(rule, _urn(service), message))
+    return found
+
+
+def production_base_protected(resources: Resources, context: RuleContext) -> list[Violation]:
+    """On production, the `base` release (Istio's CRDs) is protected: deleting it deletes every CR."""
+    rule = "production-base-protected"
+    if not context.production:
+        return []
+    found: list[Violation] = []
+    for release in _of_type(resources, RELEASE):
+        if _chart(release) == "base" and release.get("protect") is not True:
+            message = (
+                f"base release {_name(release)} holds Istio's CRDs and has protect: false; "
+                "production requires protect: true"
+            )
+            found.append(Violation(rule, _urn(release), message))
+    return found
+
+
+def istio_version_supported(resources: Resources, context: RuleContext) -> list[Violation]:
+    """Every Istio chart's minor is inside upstream support on `context.today`.
+
+    Reports on every stack; the policy pack makes it mandatory on production only.
+    """
+    rule = "istio-version-supported"
+    found: list[Violation] = []
+    for release in _of_type(resources, RELEASE):
+        version = _inputs(release).get("version")
+        # A version that is not an exact pin is `exact-chart-versions`' violation, not this rule's.
+        if _chart(release) not in ISTIO_CHARTS or not isinstance(version, str):
+            continue
+        if not EXACT_VERSION.match(version):
+            continue
+        status = support_status(version, context.today)
+        if status.supported:
+            continue
+        message = (
+            f"Istio {version} (chart {_chart(release)}) is out of support: {status.reason}; "
+            f"on {context.today.isoformat()} use {oldest_supported_minor(context.today)} or newer"
+        )
+        found.append(Violation(rule, _urn(release), message))
+    return found
+
+
+def _kiali_strategy(config_map: Resource) -> tuple[str | None, str | None]:
+    """(strategy, None), or (None, why it cannot be read) for Kiali's `config.yaml`."""
+    text = _dig(_inputs(config_map), "data", "config.yaml")
+    if text is None:
+        return KIALI_DEFAULT_STRATEGY, None
+    if text in (SECRET, UNKNOWN):
+        return None, "config.yaml is not visible in the plan"
+    if not isinstance(text, str):
+        return None, "config.yaml is not text"
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        return None, f"config.yaml is not YAML: {str(error).splitlines()[0]}"
+    if config is None:
+        return KIALI_DEFAULT_STRATEGY, None
+    if not isinstance(config, Mapping):
+        return None, "config.yaml is not a mapping"
+    auth = config.get("auth")
+    if auth is None:
+        return KIALI_DEFAULT_STRATEGY, None
+    if not isinstance(auth, Mapping):
+        return None, "auth is not a mapping"
+    strategy = auth.get("strategy")
+    if strategy is None:
+        return KIALI_DEFAULT_STRATEGY, None
+    if not isinstance(strategy, str):
+        return None, f"auth.strategy is {_show(strategy)}"
+    return strategy.strip().lower(), None
+
+
+def kiali_not_anonymous_when_exposed(resources: Resources, context: RuleContext) -> list[Violation]:
+    """A Kiali reachable from outside the cluster must ask who is there (any stack, not only production)."""
+    rule = "kiali-not-anonymous-when-exposed"
+    config_maps = {
+        _object_namespace(cm): cm for cm in _of_type(resources, CONFIG_MAP) if _object_name(cm) == "kiali"
+    }
+    found: list[Violation] = []
+    for service in _of_type(resources, SERVICE):
+        service_type = _service_type(service)
+        if _object_name(service) != "kiali" or service_type not in EXPOSED_SERVICE_TYPES:
+            continue
+        namespace = _object_namespace(service)
+        config_map = config_maps.get(namespace)
+        if config_map is None:
+            continue  # no config of ours: Kiali runs with its default, token
+        where = f"{namespace}/kiali" if namespace else "kiali"
+        strategy, problem = _kiali_strategy(config_map)
+        if problem is not None:
+            message = (
+                f"Kiali Service {where} has type {service_type} and the auth strategy in ConfigMap "
+                f"{where} cannot be read ({problem}); an exposed Kiali needs {KIALI_SAFE_STRATEGIES}"
+            )
+        elif strategy == "anonymous":
+            message = (
+                f"Kiali Service {where} has type {service_type} and ConfigMap {where} sets "
+                f"auth.strategy anonymous; an exposed Kiali needs {KIALI_SAFE_STRATEGIES}"
+            )
+        else:
+            continue
+        found.append(Violation(rule, _urn(service), message))
+    return found
+
+
+def explicit_provider(resources: Resources, context: RuleContext) -> list[Violation]:
+    """Every Kubernetes resource goes through the stack's provider, never the ambient kubeconfig."""
+    rule = "explicit-provider"
+    wanted = context.cluster_provider or "the stack's kubernetes provider"
+    advice = f"pass {wanted} with ResourceOptions(provider=...) or providers=..."
+    found: list[Violation] = []
+    for resource in resources:
+        type_ = str(resource.get("type") or "")
+        if not type_.startswith("kubernetes:") or type_ in LOCAL_COMPONENT_TYPES:
+            continue
+        if resource.get("custom") is False:
+            continue  # a component: it has no provider of its own, its children are checked
+        provider = resource.get("provider")
+        if not provider:
+            message = f"has no explicit provider, so it would use the ambient kubeconfig; {advice}"
+        elif _is_default_provider(str(provider)):
+            message = f"uses the default provider {_provider_name(str(provider))}; {advice}"
+        else:
+            continue
+        found.append(Violation(rule, _urn(resource), message))
+    return found
+
+
+def _split_commands(script: str) -> list[list[str]]:
+    """A shell script as its simple commands (token lists), split at `&&`, `||`, `;`, `|`, `&`, newlines.
+
+    Raises ValueError (from shlex) on unbalanced quotes.
+    """
+    lexer = shlex.shlex(script.replace("\\\n", " "), posix=True, punctuation_chars=_OPERATOR_CHARS)
+    lexer.whitespace = " \t\r"  # newlines separate commands, so they must reach us as operators
+    lexer.whitespace_split = True
+    commands: list[list[str]] = [[]]
+    for token in lexer:
+        if token and all(char in _OPERATOR_CHARS for char in token):
+            commands.append([])
+        else:
+            commands[-1].append(token)
+    return [command for command in commands if command]
+
+
+def _program_index(command: Sequence[str]) -> int | None:
+    """Index of the program a simple command runs: past `VAR=value` prefixes and wrappers like `sudo`.
+
+    Only the command word counts, so `echo kubectl` or `grep kubectl` are not kubectl calls.
+    """
+    index = 0
+    while index < len(command):
+        token = command[index]
+        if _ASSIGNMENT.match(token) or token in _RESERVED:
+            index += 1
+            continue
+        program = PurePosixPath(token).name
+        if program not in _WRAPPERS:
+            return index
+        index += 1
+        # The wrapper's own options (and `timeout`'s duration) come before the wrapped program.
+        while index < len(command) and (
+            command[index].startswith("-")
+            or _ASSIGNMENT.match(command[index])
+            or (program == "timeout" and command[index][:1].isdigit())
+        ):
+            index += 1
+    return None
+
+
+def _kubectl_calls(script: str) -> Iterator[list[str]]:
+    """Every kubectl invocation in `script` as `[kubectl, *args]`, including inside `bash -c '...'`."""
+    for command in _split_commands(script):
+        index = _program_index(command)
+        if index is None:
+            continue
+        program = PurePosixPath(command[index]).name
+        if program == "kubectl":
+            yield list(command[index:])
+        elif program in _SHELLS:
+            rest = command[index + 1 :]
+            flag = next((i for i, arg in enumerate(rest) if _is_c_flag(arg)), None)
+            if flag is not None and flag + 1 < len(rest):
+                yield from _kubectl_calls(rest[flag + 1])
+
+
+def _is_c_flag(token: str) -> bool:
+    return token.startswith("-") and not token.startswith("--") and "c" in token[1:]
+
+
+def _flag(args: Sequence[str], name: str) -> str | None:
+    """The value of `--name value` / `--name=value` (the last one wins, as with kubectl), or None."""
+    value: str | None = None
+    for index, arg in enumerate(args):
+        if arg == "--":
+            break  # what follows belongs to the command run by `kubectl exec` / `kubectl debug`
+        if arg == name:
+            value = args[index + 1] if index + 1 < len(args) else ""
+        elif arg.startswith(name + "="):
+            value = arg[len(name) + 1 :]
+    return value
+
+
+def commands_name_cluster(resources: Resources, context: RuleContext) -> list[Violation]:
+    """Every kubectl call in a Command names the stack's cluster, so none follows `current-context`."""
+    rule = "commands-name-cluster"
+    found: list[Violation] = []
+    for command in _of_type(resources, COMMAND):
+        urn = _urn(command)
+        for field in ("create", "update", "delete"):
+            script = _inputs(command).get(field)
+            if not isinstance(script, str) or script in (SECRET, UNKNOWN) or "kubectl" not in script:
+                continue
+            try:
+                calls = list(_kubectl_calls(script))
+            except ValueError as error:
+                message = f"{field}: cannot be parsed to check its kubectl calls ({error})"
+                found.append(Violation(rule, urn, message))
+                continue
+            for call in calls:
+                found.extend(Violation(rule, urn, f"{field}: {m}") for m in _call_problems(call, context))
+    return found
+
+
+def _call_problems(call: Sequence[str], context: RuleContext) -> Iterator[str]:
+    shown = f"kubectl call `{shlex.join(call)}`"
+    if context.kube_context is None:
+        yield f"{shown} cannot be checked: the stack has no explicit kubernetes provider with a context"
+        return
+    args = call[1:]
+    used = _flag(args, "--context")
+    if used is None:
+        yield f"{shown} has no --context; expected --context {context.kube_context}"
+    elif used != context.kube_context:
+        yield f"{shown} uses --context {used}; expected --context {context.kube_context}"
+    if context.kubeconfig is None:
+        return
+    used = _flag(args, "--kubeconfig")
+    # A secret kubeconfig in an offline plan: its path cannot be compared, only its presence.
+    expected = "the provider's kubeconfig" if context.kubeconfig == SECRET else context.kubeconfig
+    if used is None:
+        yield f"{shown} has no --kubeconfig; expected --kubeconfig {expected}"
+    elif context.kubeconfig != SECRET and used != context.kubeconfig:
+        yield f"{shown} uses --kubeconfig {used}; expected --kubeconfig {expected}"
+
+
+# --- all together ---------------------------------------------------------------------------------
+
+RULES: tuple[Rule, ...] = (
+    Rule("exact-chart-versions", "Helm releases pin an exact x.y.z chart version.", exact_chart_versions),
+    Rule(
+        "node-ports-valid",
+        f"nodePorts are in {NODE_PORT_MIN}-{NODE_PORT_MAX} and used once per stack.",
+        node_ports_valid,
+    ),
+    Rule(
+        "production-dashboards-internal",
+        "On production, the kiali, prometheus, grafana and tracing Services are ClusterIP.",
+        production_dashboards_internal,
+    ),
+    Rule(
+        "production-base-protected",
+        "On production, the Istio base release (the CRDs) has protect: true.",
+        production_base_protected,
+    ),
+    Rule(
+        "istio-version-supported",
+        "Istio charts use a minor release inside upstream support.",
+        istio_version_supported,
+    ),
+    Rule(
+        "kiali-not-anonymous-when-exposed",
+        "A NodePort or LoadBalancer Kiali does not use the anonymous auth strategy.",
+        kiali_not_anonymous_when_exposed,
+    ),
+    Rule(
+        "explicit-provider",
+        "Kubernetes resources use the stack's explicit provider, never a default provider.",
+        explicit_provider,
+    ),
+    Rule(
+        "commands-name-cluster",
+        "Every kubectl call in a Command passes the stack's --context (and --kubeconfig when set).",
+        commands_name_cluster,
+    ),
+)
+RULE_IDS: tuple[str, ...] = tuple(rule.id for rule in RULES)
+
+
+def rule_by_id(rule_id: str) -> Rule:
+    """The rule with id `rule_id`; KeyError when there is none."""
+    for candidate in RULES:
+        if candidate.id == rule_id:
+            return candidate
+    raise KeyError(rule_id)
+
+
+def check_all(resources: Resources, context: RuleContext) -> list[Violation]:
+    """Every rule's violations, ordered by rule (as in RULES), then URN; each rule's own order within."""
+    order = {rule_id: index for index, rule_id in enumerate(RULE_IDS)}
+    found = [violation for r in RULES for violation in r.check(resources, context)]
+    return sorted(found, key=lambda v: (order[v.rule], v.urn))
+
+
+def check_plan(plan: Mapping[str, Any], today: date) -> list[Violation]:
+    """All violations of a `meshplan` plan (`{"resources": [...], ...}`) on `today`."""
+    resources = plan.get("resources") or []
+    if not _is_list(resources) or not all(_is_mapping(r) for r in resources):
+        raise ValueError("plan['resources'] must be a list of resource objects")
+    return check_all(resources, context_for(resources, today))
