@@ -1,0 +1,345 @@
+"""`python -m meshplan show|diff|graph|check`: a stack's graph without a cluster, a backend or credentials.
+
+Exit codes: 0 fine, 1 changes (`diff --exit-code`) or policy violations (`check`), 2 any mistake in
+the command line, the stack's config, `--against` or git; mistakes print one clear message, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from meshplan import diff as plan_diff
+from meshplan import graph, show
+from meshplan.engine import SECRET, render
+from meshplan.revisions import RenderRequest, RevisionError, checkout, render_all
+from meshplan.stacks import StackConfigError, load_stack
+
+EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
+
+_STACK_FILE_NAME = re.compile(r"Pulumi\.(?P<stack>[^/\\]+)\.ya?ml")
+_STACK_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+# Pulumi's passphrase ciphertext (`v1:<nonce>:<ciphertext>`), masked wherever it might turn up,
+# e.g. quoted by a YAML parser error from a stack file that could not be read as a whole.
+_CIPHERTEXT = re.compile(r"\bv1:[A-Za-z0-9+/]+={0,2}:[A-Za-z0-9+/]+={0,2}")
+# Runs of base64 long enough that matching part of a known ciphertext is no coincidence.
+_CIPHERTEXT_PIECE = re.compile(r"[A-Za-z0-9+/=]{6,}")
+MIN_CIPHERTEXT_CHARS = 16
+_SECURE_LINE = re.compile(r"\bsecure:[ \t]*[\"']?(?P<value>[^\s\"'#]+)")
+
+
+class UsageError(Exception):
+    """A mistake on the command line or in the stack; the message says what to do instead."""
+
+
+class Redactor:
+    """Masks the `secure:` values of every stack file the command read, in everything it prints.
+
+    The engine already masks secrets in plans; this covers text from anywhere else (error messages,
+    child process output), so a ciphertext never reaches a terminal or a CI log, not even the cut
+    piece of one that a YAML parser error quotes from a stack file it could not read.
+    """
+
+    def __init__(self) -> None:
+        self._secrets: set[str] = set()
+
+    def add_stack_file(self, path: Path) -> None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return  # the stack loader reports it; nothing of the file can be printed either
+        # Line by line as well as parsed: a file the YAML parser rejects still has its secrets.
+        self._add(m["value"] for m in _SECURE_LINE.finditer(text))
+        with contextlib.suppress(yaml.YAMLError):
+            self._collect(yaml.safe_load(text))
+
+    def _add(self, values: Iterable[str]) -> None:
+        # Ciphertexts are long; a short `secure:` value (a `secure: false` under some chart's values)
+        # is no secret, and masking "false" everywhere would garble the output.
+        self._secrets.update(v for v in values if len(v) >= MIN_CIPHERTEXT_CHARS)
+
+    def _collect(self, value: Any) -> None:
+        if isinstance(value, Mapping):
+            secure = value.get("secure")
+            if len(value) == 1 and isinstance(secure, str):
+                self._add([secure])
+                return
+            for item in value.values():
+                self._collect(item)
+        elif isinstance(value, list):
+            for item in value:
+                self._collect(item)
+
+    def _mask_piece(self, match: re.Match[str]) -> str:
+        piece = match.group()
+        return SECRET if any(piece in secret for secret in self._secrets) else piece
+
+    def __call__(self, text: str) -> str:
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            text = text.replace(secret, SECRET)
+        text = _CIPHERTEXT.sub(SECRET, text)
+        return _CIPHERTEXT_PIECE.sub(self._mask_piece, text) if self._secrets else text
+
+
+@dataclass(frozen=True)
+class Target:
+    """The stack this command is about, as the command line names it."""
+
+    project_dir: Path
+    stack: str
+    stack_file: Path | None
+    overrides: tuple[str, ...]
+
+    @property
+    def stack_path(self) -> Path:
+        return self.stack_file or self.project_dir / f"Pulumi.{self.stack}.yaml"
+
+    @property
+    def label(self) -> str:
+        return f"stack {self.stack}" + (f" ({self.stack_file})" if self.stack_file else "")
+
+    def request(self, label: str = "") -> RenderRequest:
+        return RenderRequest(label, self.project_dir, self.stack, self.stack_file, self.overrides)
+
+
+@dataclass
+class Context:
+    redact: Redactor = field(default_factory=Redactor)
+
+    def warn(self, text: str) -> None:
+        if text.strip():
+            sys.stderr.write(self.redact(text.rstrip("\n") + "\n"))
+
+
+def _target(args: argparse.Namespace, context: Context) -> Target:
+    project_dir = Path(args.project_dir).resolve()
+    if not (project_dir / "Pulumi.yaml").is_file():
+        raise UsageError(f"{project_dir} is not a Pulumi project (no Pulumi.yaml); see --project-dir")
+    if not (project_dir / "__main__.py").is_file():
+        raise UsageError(f"{project_dir} has no __main__.py, so there is no program to render")
+    stack_file = Path(args.stack_file).resolve() if args.stack_file else None
+    stack = args.stack
+    if stack is None and stack_file is not None:
+        match = _STACK_FILE_NAME.fullmatch(stack_file.name)
+        if match is None:
+            raise UsageError(
+                f"--stack-file {args.stack_file}: not named Pulumi.<stack>.yaml, so pass --stack"
+            )
+        stack = match["stack"]
+    if stack is None:
+        raise UsageError("--stack is required (or a --stack-file named Pulumi.<stack>.yaml)")
+    if not _STACK_NAME.fullmatch(stack):
+        raise UsageError(f"--stack {stack!r}: a stack name has only letters, digits, '-', '_' and '.'")
+    target = Target(project_dir, stack, stack_file, tuple(args.config or ()))
+    context.redact.add_stack_file(target.stack_path)
+    return target
+
+
+def render_here(target: Target) -> dict[str, Any]:
+    """The target's plan, rendered in this process."""
+    config = load_stack(
+        target.project_dir, target.stack, stack_file=target.stack_file, overrides=target.overrides
+    )
+    # Whatever the program prints must not end up inside a `--json` plan on stdout.
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            result = render(target.project_dir, target.stack, config.values, secret_keys=config.secret_keys)
+        except Exception as error:
+            # The program's own bug (or a config value its validation let through), not meshplan's.
+            if os.environ.get("MESHPLAN_DEBUG"):
+                raise
+            raise UsageError(
+                f"{target.label}: the Pulumi program failed: {type(error).__name__}: {error} "
+                "(MESHPLAN_DEBUG=1 shows the traceback)"
+            ) from None
+    if result.error is not None:
+        raise UsageError(f"{target.label}: {result.error}")
+    return result.plan()
+
+
+def _dump_json(document: Any) -> str:
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+# --- verbs ---------------------------------------------------------------------------------------
+
+
+def run_show(args: argparse.Namespace, context: Context) -> tuple[int, str]:
+    plan = render_here(_target(args, context))
+    return EXIT_OK, _dump_json(plan) if args.json else show.format_tree(plan)
+
+
+def run_graph(args: argparse.Namespace, context: Context) -> tuple[int, str]:
+    plan = render_here(_target(args, context))
+    return EXIT_OK, graph.dot(plan) if args.format == "dot" else graph.mermaid(plan)
+
+
+def run_check(args: argparse.Namespace, context: Context) -> tuple[int, str]:
+    try:
+        # Imported here: the other verbs must keep working while the policy package is being changed.
+        from policy.rules import check_plan
+    except ImportError as error:
+        raise UsageError(f"cannot load the policy rules (policy/rules.py): {error}") from None
+    plan = render_here(_target(args, context))
+    violations = list(check_plan(plan, args.today))
+    if not violations:
+        return EXIT_OK, "no policy violations\n"
+    return EXIT_FOUND, "".join(f"{violation}\n" for violation in violations)
+
+
+def _against_plans(
+    target: Target, against: str, context: Context
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """(old plan, new plan, label of the old side) for `--against`."""
+    if against.startswith("git:"):
+        rev = against.removeprefix("git:")
+        with checkout(target.project_dir, rev) as tree:
+            old_target = Target(
+                tree.moved(target.project_dir),
+                target.stack,
+                tree.moved(target.stack_file) if target.stack_file else None,
+                target.overrides,
+            )
+            context.redact.add_stack_file(old_target.stack_path)
+            new, old = render_all([target.request(), old_target.request(against)])
+        for side in (new, old):
+            context.warn(side.stderr)
+        return old.plan, new.plan, f"{against} ({target.label})"
+    path = Path(against)
+    if path.exists():
+        if not path.is_file():
+            raise UsageError(f"--against {against}: a directory, not a plan file")
+        old_plan = plan_diff.load_plan_file(path)
+        return old_plan, render_here(target), f"plan file {against}"
+    stack_file = target.project_dir / f"Pulumi.{against}.yaml"
+    if not _STACK_NAME.fullmatch(against) or not stack_file.is_file():
+        raise UsageError(
+            f"--against {against}: no such plan file, and no stack of that name (no {stack_file}); "
+            "expected a stack name, a plan file saved by `show --json`, or git:REV"
+        )
+    context.redact.add_stack_file(stack_file)
+    other = Target(target.project_dir, against, None, target.overrides)
+    new, old = render_all([target.request(), other.request()])
+    for side in (new, old):
+        context.warn(side.stderr)
+    return old.plan, new.plan, other.label
+
+
+def run_diff(args: argparse.Namespace, context: Context) -> tuple[int, str]:
+    target = _target(args, context)
+    old, new, old_label = _against_plans(target, args.against, context)
+    result = plan_diff.diff_plans(old, new)
+    if args.json:
+        text = plan_diff.format_json(result)
+    else:
+        text = plan_diff.format_text(result, old_label=old_label, new_label=target.label)
+    return (EXIT_FOUND if args.exit_code and result.has_changes else EXIT_OK), text
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def _date(text: str) -> datetime.date:
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _verb(
+    verbs: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    common: argparse.ArgumentParser,
+    summary: str,
+) -> argparse.ArgumentParser:
+    return verbs.add_parser(name, parents=[common], help=summary, description=f"{name}: {summary}.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--stack", help="stack name: reads Pulumi.<stack>.yaml of the project")
+    common.add_argument("--stack-file", metavar="PATH", help="read this stack file instead")
+    common.add_argument(
+        "--config",
+        metavar="KEY=VALUE",
+        action="append",
+        help="override one config value (dotted key, YAML value); repeatable",
+    )
+    common.add_argument(
+        "--project-dir", default=".", metavar="DIR", help="the Pulumi project (default: current directory)"
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="meshplan",
+        description="Preview, diff and draw a stack's graph offline, from its code and config.",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    show_parser = _verb(verbs, "show", common, "the desired graph as a tree")
+    show_parser.add_argument("--json", action="store_true", help="the whole plan as JSON")
+    show_parser.set_defaults(run=run_show)
+
+    diff_parser = _verb(verbs, "diff", common, "what would change, against REF")
+    diff_parser.add_argument(
+        "--against",
+        required=True,
+        metavar="REF",
+        help="a stack name, a plan file from `show --json`, or git:REV",
+    )
+    diff_parser.add_argument("--json", action="store_true", help="the changes as JSON")
+    diff_parser.add_argument("--exit-code", action="store_true", help="exit 1 when anything would change")
+    diff_parser.set_defaults(run=run_diff)
+
+    graph_parser = _verb(verbs, "graph", common, "the dependency graph")
+    graph_parser.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    graph_parser.set_defaults(run=run_graph)
+
+    check_parser = _verb(verbs, "check", common, "the policy rules, offline")
+    check_parser.add_argument(
+        "--today", type=_date, default=datetime.date.today(), metavar="YYYY-MM-DD", help="date the rules see"
+    )
+    check_parser.set_defaults(run=run_check)
+    return parser
+
+
+Verb = Callable[[argparse.Namespace, Context], tuple[int, str]]
+USER_ERRORS = (UsageError, StackConfigError, plan_diff.PlanError, RevisionError)
+
+
+def _error(context: Context, message: str) -> None:
+    sys.stderr.write(context.redact(f"meshplan: error: {message}\n"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    context = Context()
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help (0) or a usage error, already printed (2)
+        return stop.code if isinstance(stop.code, int) else EXIT_ERROR
+    run: Verb = args.run
+    try:
+        code, output = run(args, context)
+    except USER_ERRORS as error:
+        _error(context, str(error))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        if os.environ.get("MESHPLAN_DEBUG"):
+            raise
+        _error(context, f"internal error: {type(error).__name__}: {error} (MESHPLAN_DEBUG=1 shows where)")
+        return EXIT_ERROR
+    sys.stdout.write(context.redact(output))
+    return code

@@ -1,0 +1,316 @@
+"""Compare two plans the way `pulumi preview --diff` would: created, deleted and updated resources.
+
+Resources are matched by URN without the stack name, so a plan of `dev` can be compared with a plan
+of `prod`, with a saved plan, or with the same stack rendered from another git revision.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from meshplan.engine import SECRET, UNKNOWN
+
+STACK_TYPE = "pulumi:pulumi:Stack"
+
+# Resource options that change what the engine does with a resource, compared alongside its inputs.
+META_FIELDS = ("protect", "retainOnDelete", "ignoreChanges", "provider", "parent", "dependsOn")
+
+# Longer values are cut: a whole Grafana dashboard in one diff line helps nobody.
+MAX_VALUE_CHARS = 120
+MAX_TEXT_LINES = 12
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class PlanError(Exception):
+    """A plan that cannot be compared: not a meshplan plan, or a URN declared twice."""
+
+
+class _Missing:
+    """The side of a change where the value does not exist."""
+
+    def __repr__(self) -> str:
+        return "(none)"
+
+
+MISSING: Any = _Missing()
+
+
+def stackless(urn: str) -> str:
+    """`urn:pulumi:<stack>::<project>::<type>::<name>` -> `<project>::<type>::<name>`.
+
+    The root stack resource is also named after the stack (`<project>-<stack>`), so its name goes
+    too: otherwise every top-level resource of `dev` would seem re-parented in `prod`.
+    """
+    if not urn.startswith("urn:pulumi:"):
+        return urn
+    _, _, rest = urn.partition("::")
+    parts = rest.split("::", 2)
+    if len(parts) == 3 and parts[1] == STACK_TYPE:
+        return f"{parts[0]}::{STACK_TYPE}"
+    return rest
+
+
+def short_ref(urn: str) -> str:
+    """`Release istiod` for a URN: its own type token (not its parents' chain) and its name."""
+    parts = stackless(urn).split("::", 2)
+    if len(parts) < 2:
+        return urn
+    type_ = parts[1].rsplit("$", 1)[-1]
+    return f"{type_} {parts[2]}" if len(parts) == 3 else type_
+
+
+def _stackless_refs(value: Any) -> Any:
+    """Resource references inside inputs are URNs too; they must not differ by stack alone."""
+    if isinstance(value, str):
+        return stackless(value)
+    if isinstance(value, Mapping):
+        return {key: _stackless_refs(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_stackless_refs(item) for item in value]
+    return value
+
+
+def key_path(path: str, key: str) -> str:
+    """`metadata.labels` + `istio.io/rev` -> `metadata.labels["istio.io/rev"]`."""
+    if _PLAIN_KEY.fullmatch(key):
+        return f"{path}.{key}" if path else key
+    return f"{path}[{json.dumps(key, ensure_ascii=False)}]"
+
+
+def _same_scalar(old: Any, new: Any) -> bool:
+    # JSON text tells apart what == does not: True and 1, 1 and 1.0, "1" and 1.
+    return json.dumps(old, sort_keys=True) == json.dumps(new, sort_keys=True)
+
+
+def changed_paths(old: Any, new: Any, path: str = "") -> Iterator[tuple[str, Any, Any]]:
+    """Every leaf-most path whose value differs, with both values (MISSING where absent)."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        for key in sorted(set(old) | set(new), key=str):
+            yield from changed_paths(old.get(key, MISSING), new.get(key, MISSING), key_path(path, str(key)))
+    elif isinstance(old, list) and isinstance(new, list):
+        for index in range(max(len(old), len(new))):
+            yield from changed_paths(
+                old[index] if index < len(old) else MISSING,
+                new[index] if index < len(new) else MISSING,
+                f"{path}[{index}]",
+            )
+    elif old is MISSING or new is MISSING or not _same_scalar(old, new):
+        yield path or "(inputs)", old, new
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class ResourceDiff:
+    kind: str  # "create", "delete" or "update"
+    key: str  # the URN without the stack
+    urn: str  # the new side's URN, or the old side's for a deletion
+    type: str
+    name: str
+    changes: tuple[Change, ...] = ()
+
+
+@dataclass
+class PlanDiff:
+    resources: list[ResourceDiff] = field(default_factory=list)
+    unchanged: int = 0
+
+    def of_kind(self, kind: str) -> list[ResourceDiff]:
+        return [r for r in self.resources if r.kind == kind]
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.resources)
+
+
+def check_plan_shape(plan: Any, origin: str) -> dict[str, Any]:
+    """The parts of a plan the diff relies on; a clear PlanError for anything else."""
+    if not isinstance(plan, Mapping) or not isinstance(plan.get("resources"), list):
+        raise PlanError(f"{origin}: not a meshplan plan (expected an object with a `resources` list)")
+    for index, resource in enumerate(plan["resources"]):
+        if not isinstance(resource, Mapping) or not all(
+            isinstance(resource.get(k), str) for k in ("urn", "type", "name")
+        ):
+            raise PlanError(f"{origin}: resources[{index}] needs string `urn`, `type` and `name`")
+        for key in ("dependsOn", "ignoreChanges"):
+            value = resource.get(key)
+            if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise PlanError(f"{origin}: resources[{index}].{key} must be a list of strings")
+        if not isinstance(resource.get("inputs", {}), Mapping):
+            raise PlanError(f"{origin}: resources[{index}].inputs must be an object")
+    return dict(plan)
+
+
+def load_plan_file(path: Path) -> dict[str, Any]:
+    """A plan saved by `meshplan show --json`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise PlanError(f"cannot read plan file {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise PlanError(f"plan file {path} is not UTF-8 text") from None
+    try:
+        plan = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise PlanError(f"plan file {path} is not JSON: {error}") from None
+    return check_plan_shape(plan, f"plan file {path}")
+
+
+def _index(plan: Mapping[str, Any], origin: str) -> dict[str, Mapping[str, Any]]:
+    indexed: dict[str, Mapping[str, Any]] = {}
+    for resource in plan["resources"]:
+        key = stackless(resource["urn"])
+        if key in indexed:
+            raise PlanError(f"{origin}: resource {resource['urn']} is declared twice")
+        indexed[key] = resource
+    return indexed
+
+
+def _meta(resource: Mapping[str, Any]) -> dict[str, Any]:
+    def ref(value: Any) -> Any:
+        return stackless(value) if isinstance(value, str) else value
+
+    return {
+        "protect": bool(resource.get("protect", False)),
+        "retainOnDelete": bool(resource.get("retainOnDelete", False)),
+        "ignoreChanges": sorted(resource.get("ignoreChanges") or []),
+        "provider": ref(resource.get("provider")),
+        "parent": ref(resource.get("parent")),
+        "dependsOn": sorted({stackless(urn) for urn in resource.get("dependsOn") or []}),
+    }
+
+
+def resource_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
+    changes = [
+        Change(f"[{name}]", old_value, new_value)
+        for name in META_FIELDS
+        if not _same_scalar(old_value := _meta(old)[name], new_value := _meta(new)[name])
+    ]
+    old_inputs = _stackless_refs(old.get("inputs") or {})
+    new_inputs = _stackless_refs(new.get("inputs") or {})
+    changes.extend(Change(path, a, b) for path, a, b in changed_paths(old_inputs, new_inputs))
+    return changes
+
+
+def diff_plans(old: Mapping[str, Any], new: Mapping[str, Any]) -> PlanDiff:
+    """What applying `new` over `old` would do."""
+    old_index = _index(old, "the old plan")
+    new_index = _index(new, "the new plan")
+    result = PlanDiff()
+    for key in sorted(set(old_index) | set(new_index)):
+        before, after = old_index.get(key), new_index.get(key)
+        if before is None and after is not None:
+            result.resources.append(ResourceDiff("create", key, after["urn"], after["type"], after["name"]))
+        elif after is None and before is not None:
+            result.resources.append(
+                ResourceDiff("delete", key, before["urn"], before["type"], before["name"])
+            )
+        elif before is not None and after is not None:
+            changes = resource_changes(before, after)
+            if changes:
+                result.resources.append(
+                    ResourceDiff("update", key, after["urn"], after["type"], after["name"], tuple(changes))
+                )
+            else:
+                result.unchanged += 1
+    return result
+
+
+def show_value(value: Any, *, meta: bool = False) -> str:
+    """One value of a `path: old → new` line."""
+    if value is MISSING:
+        return "(none)"
+    if value is None:
+        return "null"
+    if value in (SECRET, UNKNOWN):
+        return str(value)
+    if meta:  # URNs of providers, parents and dependencies: their type and name say enough
+        if isinstance(value, str):
+            return short_ref(value)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return "[" + ", ".join(short_ref(v) for v in value) + "]"
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(", ", ": "))
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
+
+
+def _contains_secret(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return any(_contains_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_contains_secret(v) for v in value)
+    return value == SECRET
+
+
+def _text_changes(old: str, new: str) -> list[str]:
+    """The changed lines of a multi-line text (a ConfigMap's file, a script): the value line cannot."""
+    changed = [
+        line
+        for line in difflib.unified_diff(old.splitlines(), new.splitlines(), n=0, lineterm="")
+        if not line.startswith(("---", "+++", "@@"))
+    ]
+    shown = [f"{line[0]} {line[1:]}" for line in changed[:MAX_TEXT_LINES]]
+    if len(changed) > MAX_TEXT_LINES:
+        shown.append(f"… {len(changed) - MAX_TEXT_LINES} more changed lines")
+    return shown
+
+
+def change_lines(change: Change) -> list[str]:
+    """`path: old → new`, and for multi-line texts the changed lines below it."""
+    old, new = change.old, change.new
+    # A value that is secret on one side is sensitive on both: the other side may be the very same
+    # secret, saved unmasked by some other tool.
+    if _contains_secret(old) or _contains_secret(new):
+        old = SECRET if old is not MISSING else old
+        new = SECRET if new is not MISSING else new
+    meta = change.path.startswith("[")
+    lines = [f"{change.path}: {show_value(old, meta=meta)} → {show_value(new, meta=meta)}"]
+    if isinstance(old, str) and isinstance(new, str) and ("\n" in old or "\n" in new):
+        lines.extend(f"    {line}" for line in _text_changes(old, new))
+    return lines
+
+
+SYMBOLS = {"create": "+", "delete": "-", "update": "~"}
+
+
+def summary_line(diff: PlanDiff) -> str:
+    counts = {kind: len(diff.of_kind(kind)) for kind in SYMBOLS}
+    return (
+        f"{counts['create']} to create, {counts['update']} to update, "
+        f"{counts['delete']} to delete, {diff.unchanged} unchanged"
+    )
+
+
+def format_text(diff: PlanDiff, *, old_label: str, new_label: str) -> str:
+    lines = [f"{new_label} against {old_label}", ""]
+    for resource in diff.resources:
+        lines.append(f"{SYMBOLS[resource.kind]} {resource.type} {resource.name}")
+        lines.extend(f"    {line}" for change in resource.changes for line in change_lines(change))
+    if diff.resources:
+        lines.append("")
+    lines.append(summary_line(diff))
+    return "\n".join(lines) + "\n"
+
+
+def format_json(diff: PlanDiff) -> str:
+    document = {
+        "create": sorted(r.urn for r in diff.of_kind("create")),
+        "delete": sorted(r.urn for r in diff.of_kind("delete")),
+        "update": [
+            {"urn": r.urn, "paths": sorted(c.path for c in r.changes)}
+            for r in sorted(diff.of_kind("update"), key=lambda r: r.urn)
+        ],
+        "unchanged": diff.unchanged,
+    }
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
