@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 
 from components.addon_source import AddonSourceError, load_addon
-from components.config import MeshConfig
+from components.config import ISTIO_NAMESPACE, MeshConfig
 from components.dashboards import DashboardError, expose
 from components.hardening import HardeningError, grafana_login, kiali_auth
 from components.kinds import declare, is_supported, object_key
@@ -17,7 +17,7 @@ from components.kinds import declare, is_supported, object_key
 AddonObjects = Mapping[str, Sequence[Mapping[str, Any]]]
 
 # Objects the control plane already owns; an addon that ships one would give it two owners.
-CONTROL_PLANE_OBJECTS = {("", "Namespace", "", "istio-system")}
+CONTROL_PLANE_OBJECTS = {("", "Namespace", "", ISTIO_NAMESPACE)}
 
 
 class AddonError(Exception):

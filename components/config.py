@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 from components.addon_source import KNOWN_ADDONS, is_url
 
 PROJECT = "istio-mesh"
+# The control plane's namespace: the charts, the addons and the dashboards all live here.
+ISTIO_NAMESPACE = "istio-system"
 TOP_LEVEL_KEYS = (
     "cluster",
     "istio",
@@ -414,7 +416,7 @@ def _parse_injection(problems: _Problems, value: Any) -> InjectionConfig:
                     problems.bad(path, name, "expected a namespace name (a DNS-1123 label)")
                 elif name in namespaces:
                     problems.bad(path, name, "each namespace may be listed once")
-                elif name == "istio-system":
+                elif name == ISTIO_NAMESPACE:
                     problems.bad(path, name, "the control plane's namespace is never injected")
                 else:
                     namespaces.append(name)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config import IstioConfig
+from components.config import ISTIO_NAMESPACE, IstioConfig
 from components.values import base_values, gateway_values, istiod_values
 
-ISTIO_NAMESPACE = "istio-system"
 ENVIRONMENT_LABEL = "istio-mesh/environment"
 
 # Helm's own default (300 s) is too short for a first istiod pull on a cold node, and a hung

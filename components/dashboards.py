@@ -11,9 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from components.cluster import kubectl
-from components.config import ClusterConfig, DashboardConfig
-
-ISTIO_NAMESPACE = "istio-system"
+from components.config import ISTIO_NAMESPACE, ClusterConfig, DashboardConfig
 
 # Kiali serves its UI under this path (its `server.web_root`).
 WEB_PATHS = {"kiali": "/kiali"}

@@ -9,8 +9,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.addons import Addon
-from components.config import MeshConfig
-from components.control_plane import ISTIO_NAMESPACE, ControlPlane
+from components.config import ISTIO_NAMESPACE, MeshConfig
+from components.control_plane import ControlPlane
 from components.dashboards import access
 from components.hardening import GRAFANA_ADMIN_SECRET, GRAFANA_PASSWORD_KEY
 from components.injection import Injection
