@@ -91,10 +91,21 @@ class ClusterConfig:
 class GatewayConfig:
     name: str  # "ingress" or "egress"
     service_type: str
+    tag: str | None = None  # with revisions: the tag (or revision) whose control plane injects it
 
     @property
     def release_name(self) -> str:
         return f"istio-{self.name}gateway"
+
+
+@dataclass(frozen=True)
+class Revision:
+    name: str  # a DNS label, the istiod release's `revision` value
+    version: str
+
+    @property
+    def version_tuple(self) -> tuple[int, int, int]:
+        return parse_version(self.version)
 
 
 @dataclass(frozen=True)
@@ -104,16 +115,39 @@ class IstioConfig:
     chart_repository: str = DEFAULT_CHART_REPOSITORY
     gateways: tuple[GatewayConfig, ...] = ()
     values: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    revisions: tuple[Revision, ...] = ()  # sorted by name; empty: one control plane without revision
+    tags: tuple[tuple[str, str], ...] = ()  # (tag, revision), sorted by tag
+    default_revision: str | None = None
 
     @property
     def version_tuple(self) -> tuple[int, int, int]:
         return parse_version(self.version)
+
+    @property
+    def revisioned(self) -> bool:
+        return bool(self.revisions)
+
+    @property
+    def crd_version(self) -> str:
+        """The base chart's version: the newest of `version` and every revision, so CRDs lead upgrades."""
+        return max((self.version, *(r.version for r in self.revisions)), key=parse_version)
+
+    def revision(self, target: str) -> Revision:
+        """The revision a tag or revision name resolves to (validated to exist)."""
+        name = dict(self.tags).get(target, target)
+        return next(r for r in self.revisions if r.name == name)
+
+    @property
+    def default(self) -> Revision | None:
+        return self.revision(self.default_revision) if self.default_revision else None
 
 
 @dataclass(frozen=True)
 class InjectionConfig:
     namespaces: tuple[str, ...] = ()
     restart_workloads: bool = True
+    # Namespaces routed by tag (or revision) with `istio.io/rev`; the others use istio-injection.
+    routes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -204,14 +238,20 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-def _mapping(problems: _Problems, path: str, value: Any, allowed_keys: Sequence[str]) -> Mapping[str, Any]:
+def _mapping(
+    problems: _Problems, path: str, value: Any, allowed_keys: Sequence[str] | None
+) -> Mapping[str, Any]:
+    """`value` as a mapping (None: empty); `allowed_keys=None` accepts any key (names the user picks)."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        problems.bad(path, value, f"expected a mapping with keys {', '.join(allowed_keys)}")
+        wanted = f"with keys {', '.join(allowed_keys)}" if allowed_keys else "of names to settings"
+        problems.bad(path, value, f"expected a mapping {wanted}")
         return {}
-    for key in sorted(set(value) - set(allowed_keys), key=str):
-        problems.bad(f"{path}.{key}", value[key], f"unknown key; allowed keys: {', '.join(allowed_keys)}")
+    for key in sorted(set(value) - set(allowed_keys or value), key=str):
+        problems.bad(
+            f"{path}.{key}", value[key], f"unknown key; allowed keys: {', '.join(allowed_keys or ())}"
+        )
     return value
 
 
@@ -256,7 +296,7 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path) -> MeshConfig:
 
     cluster = _parse_cluster(problems, raw.get("cluster"))
     istio = _parse_istio(problems, raw.get("istio"))
-    injection = _parse_injection(problems, raw.get("injection"))
+    injection = _parse_injection(problems, raw.get("injection"), istio)
     addons = _parse_addons(problems, raw.get("addons"), base_dir)
     dashboards = _parse_dashboards(problems, raw.get("dashboards"), addons)
     protect = _typed(problems, raw, "", "protect", bool, False, "expected true or false")
@@ -333,7 +373,19 @@ def _parse_istio(problems: _Problems, value: Any) -> IstioConfig | None:
         problems.missing("istio", "a mapping with at least `version`")
         return None
     section = _mapping(
-        problems, "istio", value, ("version", "profile", "chartRepository", "gateways", "values")
+        problems,
+        "istio",
+        value,
+        (
+            "version",
+            "profile",
+            "chartRepository",
+            "gateways",
+            "values",
+            "revisions",
+            "tags",
+            "defaultRevision",
+        ),
     )
     version = section.get("version")
     if version is None:
@@ -366,6 +418,11 @@ def _parse_istio(problems: _Problems, value: Any) -> IstioConfig | None:
     values = _typed(
         problems, section, "istio", "values", Mapping, {}, "expected a mapping of istiod Helm values"
     )
+    revisions, tags, default_revision = _parse_revisions(problems, section)
+    targets = {r.name for r in revisions} | {tag for tag, _ in tags}
+    for gateway in gateways:
+        if gateway.tag is not None:
+            _check_target(problems, f"istio.gateways.{gateway.name}.tag", gateway.tag, targets)
     if version is None:
         return None
     return IstioConfig(
@@ -374,7 +431,88 @@ def _parse_istio(problems: _Problems, value: Any) -> IstioConfig | None:
         chart_repository=repository,
         gateways=gateways,
         values=MappingProxyType(dict(values)),
+        revisions=revisions,
+        tags=tags,
+        default_revision=default_revision,
     )
+
+
+def _check_target(problems: _Problems, path: str, target: str, targets: set[str]) -> None:
+    """A tag or revision reference must name one that `istio.revisions`/`istio.tags` still declare."""
+    if not targets:
+        problems.bad(path, target, "routing by tag needs istio.revisions (and istio.tags)")
+    elif target not in targets:
+        problems.bad(
+            path,
+            target,
+            f"no such tag or revision; declared: {', '.join(sorted(targets))} "
+            "(a revision still in use cannot be removed)",
+        )
+
+
+def _parse_revisions(
+    problems: _Problems, istio: Mapping[str, Any]
+) -> tuple[tuple[Revision, ...], tuple[tuple[str, str], ...], str | None]:
+    """`revisions`, `tags` and `defaultRevision`: control planes side by side for canary upgrades."""
+    label = "a DNS-1123 label other than `default` (which Istio reserves for the default revision)"
+    raw_revisions = _mapping(problems, "istio.revisions", istio.get("revisions"), None)
+    revisions: list[Revision] = []
+    for name in sorted(raw_revisions, key=str):
+        path = f"istio.revisions.{name}"
+        if not isinstance(name, str) or not _DNS_LABEL.match(name) or len(name) > 63 or name == "default":
+            problems.bad(path, name, f"a revision name must be {label}")
+            continue
+        entry = _mapping(problems, path, raw_revisions[name], ("version",))
+        version = entry.get("version")
+        if version is None:
+            problems.missing(f"{path}.version", "an exact chart version x.y.z, 1.20.0 or newer")
+        elif (why := _version_problem(version)) is not None:
+            problems.bad(f"{path}.version", version, why)
+        else:
+            revisions.append(Revision(name, version))
+    names = {r.name for r in revisions}
+
+    raw_tags = _mapping(problems, "istio.tags", istio.get("tags"), None)
+    tags: list[tuple[str, str]] = []
+    for tag in sorted(raw_tags, key=str):
+        path = f"istio.tags.{tag}"
+        target = raw_tags[tag]
+        if not isinstance(tag, str) or not _DNS_LABEL.match(tag) or len(tag) > 63 or tag == "default":
+            problems.bad(path, target, f"a tag name must be {label}; the default tag follows defaultRevision")
+        elif tag in names:
+            problems.bad(path, target, "a tag cannot have the name of a revision")
+        elif not names:
+            problems.bad(path, target, "tags point at revisions: declare istio.revisions")
+        elif target not in names:
+            problems.bad(
+                path,
+                target,
+                f"no such revision; declared: {', '.join(sorted(names))} (a revision still in use cannot be removed)",
+            )
+        else:
+            tags.append((tag, target))
+
+    default_revision = istio.get("defaultRevision")
+    if default_revision is None:
+        # One revision serves the default tag unless the stack says which; more need saying.
+        if len(revisions) == 1:
+            default_revision = revisions[0].name
+        elif len(revisions) > 1:
+            problems.missing(
+                "istio.defaultRevision",
+                f"the revision serving istio-injection=enabled, one of {', '.join(sorted(names))}",
+            )
+    elif not names:
+        problems.bad("istio.defaultRevision", default_revision, "declare istio.revisions first")
+        default_revision = None
+    elif default_revision not in names:
+        problems.bad(
+            "istio.defaultRevision",
+            default_revision,
+            f"no such revision; declared: {', '.join(sorted(names))} (a revision still in use cannot be removed)",
+        )
+        default_revision = None
+    return tuple(revisions), tuple(tags), default_revision
 
 
 def _parse_gateways(problems: _Problems, istio: Mapping[str, Any], profile: str) -> tuple[GatewayConfig, ...]:
@@ -387,7 +525,7 @@ def _parse_gateways(problems: _Problems, istio: Mapping[str, Any], profile: str)
         if name not in section:
             continue
         path = f"istio.gateways.{name}"
-        gateway = _mapping(problems, path, section[name], ("serviceType",))
+        gateway = _mapping(problems, path, section[name], ("serviceType", "tag"))
         service_type = _typed(
             problems,
             gateway,
@@ -398,30 +536,52 @@ def _parse_gateways(problems: _Problems, istio: Mapping[str, Any], profile: str)
             f"allowed: {', '.join(SERVICE_TYPES)}",
             lambda v: v in SERVICE_TYPES,
         )
-        gateways.append(GatewayConfig(name, service_type))
+        tag = _typed(problems, gateway, path, "tag", str, None, "expected a revision tag or revision name")
+        gateways.append(GatewayConfig(name, service_type, tag))
     return tuple(gateways)
 
 
-def _parse_injection(problems: _Problems, value: Any) -> InjectionConfig:
+def _parse_injection(problems: _Problems, value: Any, istio: IstioConfig | None) -> InjectionConfig:
+    """A list labels `istio-injection=enabled`; a mapping routes each namespace to a tag or revision."""
     section = _mapping(problems, "injection", value, ("namespaces", "restartWorkloads"))
     namespaces: list[str] = []
+    routes: dict[str, str] = {}
     raw_namespaces = section.get("namespaces")
-    if raw_namespaces is not None:
-        if not isinstance(raw_namespaces, list):
-            problems.bad("injection.namespaces", raw_namespaces, "expected a list of namespace names")
+    if isinstance(raw_namespaces, Mapping):
+        entries = [(f"injection.namespaces.{name}", name, target) for name, target in raw_namespaces.items()]
+    elif isinstance(raw_namespaces, list):
+        entries = [(f"injection.namespaces[{i}]", name, None) for i, name in enumerate(raw_namespaces)]
+    else:
+        entries = []
+        if raw_namespaces is not None:
+            problems.bad(
+                "injection.namespaces",
+                raw_namespaces,
+                "expected a list of namespace names, or a mapping of namespace name to revision tag",
+            )
+    targets = {r.name for r in istio.revisions} | {t for t, _ in istio.tags} if istio else None
+    for path, name, target in entries:
+        if not isinstance(name, str) or not _DNS_LABEL.match(name) or len(name) > 63:
+            problems.bad(path, name, "expected a namespace name (a DNS-1123 label)")
+        elif name in namespaces:
+            problems.bad(path, name, "each namespace may be listed once")
+        elif name == ISTIO_NAMESPACE:
+            problems.bad(path, name, "the control plane's namespace is never injected")
+        elif target is not None and not isinstance(target, str):
+            problems.bad(path, target, "expected a revision tag or revision name")
         else:
-            for index, name in enumerate(raw_namespaces):
-                path = f"injection.namespaces[{index}]"
-                if not isinstance(name, str) or not _DNS_LABEL.match(name) or len(name) > 63:
-                    problems.bad(path, name, "expected a namespace name (a DNS-1123 label)")
-                elif name in namespaces:
-                    problems.bad(path, name, "each namespace may be listed once")
-                elif name == ISTIO_NAMESPACE:
-                    problems.bad(path, name, "the control plane's namespace is never injected")
-                else:
-                    namespaces.append(name)
+            namespaces.append(name)
+            if target is not None:
+                routes[name] = target
+                if targets is not None:
+                    _check_target(problems, path, target, targets)
     restart = _typed(problems, section, "injection", "restartWorkloads", bool, True, "expected true or false")
-    return InjectionConfig(namespaces=tuple(namespaces), restart_workloads=restart)
+    # A fixed order, whatever order the stack file lists them in.
+    return InjectionConfig(
+        namespaces=tuple(sorted(namespaces)) if routes else tuple(namespaces),
+        restart_workloads=restart,
+        routes=MappingProxyType(dict(sorted(routes.items()))),
+    )
 
 
 def _parse_addons(problems: _Problems, value: Any, base_dir: Path) -> AddonsConfig:

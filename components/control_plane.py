@@ -1,12 +1,17 @@
-"""The control plane: istio-system, the `base` chart (CRDs), istiod, then the gateways."""
+"""The control plane: istio-system, the CRDs and `base` chart, istiod per revision, tags, gateways."""
 
 from __future__ import annotations
 
+import shlex
+
 import pulumi
+import pulumi_command as command
 import pulumi_kubernetes as k8s
 
-from components.config import ISTIO_NAMESPACE, IstioConfig
-from components.values import base_values, gateway_values, istiod_values
+from components.cluster import kubectl
+from components.config import ISTIO_NAMESPACE, ClusterConfig, IstioConfig, parse_version
+from components.revision_tags import DEFAULT_TAG, tag_webhook, webhook_name
+from components.values import base_values, gateway_values, gateway_version, istiod_values
 
 ENVIRONMENT_LABEL = "istio-mesh/environment"
 
@@ -16,15 +21,46 @@ BASE_TIMEOUT_SECONDS = 300
 ISTIOD_TIMEOUT_SECONDS = 600
 GATEWAY_TIMEOUT_SECONDS = 600
 
+# Until 1.24 the base chart kept its CRDs in `crds/`, which Helm installs once and never upgrades
+# (https://helm.sh/docs/chart_best_practices/custom_resource_definitions/); from 1.24 they are
+# templates that `helm upgrade` updates (https://istio.io/latest/news/releases/1.24.x/announcing-1.24/upgrade-notes/).
+FIRST_TEMPLATED_CRDS = (1, 24, 0)
+CRD_FIELD_MANAGER = "istio-mesh"
+
+
+def crd_apply_command(istio: IstioConfig, cluster: ClusterConfig) -> str:
+    """Apply the base chart's `crds/` of `istio.crd_version` with server-side apply.
+
+    Server-side apply creates the CRDs on a fresh cluster and takes over the ones an earlier
+    `helm install` left behind (Helm does not own `crds/` objects), so both paths converge.
+    """
+    repository = istio.chart_repository
+    if repository.startswith("oci://"):
+        show = ["helm", "show", "crds", f"{repository.rstrip('/')}/base", "--version", istio.crd_version]
+    else:
+        show = ["helm", "show", "crds", "base", "--repo", repository, "--version", istio.crd_version]
+    apply = kubectl(
+        cluster,
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager",
+        CRD_FIELD_MANAGER,
+        "-f",
+        "-",
+    )
+    return f"set -o pipefail; {shlex.join(show)} | {apply}"
+
 
 class ControlPlane(pulumi.ComponentResource):
-    """istio-system, then base -> istiod -> gateways, each a Helm release pinned to the stack's version."""
+    """istio-system, then CRDs -> base -> istiod (one per revision) -> revision tags -> gateways."""
 
     def __init__(
         self,
         name: str,
         istio: IstioConfig,
         *,
+        cluster: ClusterConfig,
         protect_crds: bool,
         environment: str,
         mtls: str | None = None,
@@ -34,6 +70,9 @@ class ControlPlane(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         repository = k8s.helm.v3.RepositoryOptsArgs(repo=istio.chart_repository)
 
+        def after(*resources: pulumi.Resource) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(resources)))
+
         self.namespace = k8s.core.v1.Namespace(
             ISTIO_NAMESPACE,
             metadata={"name": ISTIO_NAMESPACE, "labels": {ENVIRONMENT_LABEL: environment}},
@@ -41,45 +80,104 @@ class ControlPlane(pulumi.ComponentResource):
         )
         namespace = self.namespace.metadata.name
 
+        # The CRDs always lead: the base chart is at the newest version any control plane runs.
+        templated_crds = parse_version(istio.crd_version) >= FIRST_TEMPLATED_CRDS
+        self.crds: command.local.Command | None = None
+        if not templated_crds:
+            self.crds = command.local.Command(
+                "istio-crds",
+                create=crd_apply_command(istio, cluster),
+                interpreter=["/bin/bash", "-c"],
+                triggers=[istio.crd_version, istio.chart_repository],
+                opts=after(self.namespace),
+            )
         self.base = k8s.helm.v3.Release(
             "istio-base",
             name="istio-base",
             chart="base",
-            version=istio.version,
+            version=istio.crd_version,
             namespace=namespace,
             repository_opts=repository,
-            values=base_values(),
+            values=base_values(istio),
             timeout=BASE_TIMEOUT_SECONDS,
+            # Before 1.24 the CRDs are ours (above); from 1.24 the chart's templates adopt the CRDs an
+            # older install created, which Helm would otherwise refuse as owned by nobody.
+            skip_crds=None if templated_crds else True,
+            take_ownership=True if templated_crds else None,
             # Deleting this release deletes Istio's CRDs and with them every VirtualService,
             # Gateway and policy in the cluster.
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=protect_crds)),
+            opts=pulumi.ResourceOptions.merge(
+                after(*([self.crds] if self.crds else [])), pulumi.ResourceOptions(protect=protect_crds)
+            ),
         )
-        self.istiod = k8s.helm.v3.Release(
-            "istiod",
-            name="istiod",
-            chart="istiod",
-            version=istio.version,
-            namespace=namespace,
-            repository_opts=repository,
-            values=istiod_values(istio),
-            timeout=ISTIOD_TIMEOUT_SECONDS,
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.base])),
-        )
-        # Gateway pods are injected by istiod's webhook, so they wait for istiod to be ready.
-        self.gateways = [
-            k8s.helm.v3.Release(
+
+        # One istiod per revision, or a single unrevisioned one (key "").
+        self.istiods: dict[str, k8s.helm.v3.Release] = {}
+        self._default_istiod = istio.default_revision or ""
+        for revision in istio.revisions or (None,):
+            release_name = f"istiod-{revision.name}" if revision else "istiod"
+            self.istiods[revision.name if revision else ""] = k8s.helm.v3.Release(
+                release_name,
+                name=release_name,
+                chart="istiod",
+                version=revision.version if revision else istio.version,
+                namespace=namespace,
+                repository_opts=repository,
+                values=istiod_values(istio, revision),
+                timeout=ISTIOD_TIMEOUT_SECONDS,
+                opts=after(self.base),
+            )
+
+        # Tags (and the default tag for istio-injection=enabled) wait for their revision's istiod.
+        self.tags: dict[str, k8s.admissionregistration.v1.MutatingWebhookConfiguration] = {}
+        tags = dict(istio.tags)
+        if istio.default_revision:
+            tags[DEFAULT_TAG] = istio.default_revision
+        for tag, revision_name in sorted(tags.items()):
+            webhook = tag_webhook(tag, revision_name)
+            self.tags[tag] = k8s.admissionregistration.v1.MutatingWebhookConfiguration(
+                webhook_name(tag),
+                metadata=webhook["metadata"],
+                webhooks=webhook["webhooks"],
+                opts=after(self.istiods[revision_name]),
+            )
+
+        # Gateway pods are injected by istiod's webhook, so they wait for the one that injects them.
+        self.gateways: list[k8s.helm.v3.Release] = []
+        self.gateway_restarts: list[command.local.Command] = []
+        for gateway in istio.gateways:
+            release = k8s.helm.v3.Release(
                 gateway.release_name,
                 name=gateway.release_name,
                 chart="gateway",
-                version=istio.version,
+                version=gateway_version(istio, gateway),
                 namespace=namespace,
                 repository_opts=repository,
                 values=gateway_values(istio, gateway),
                 timeout=GATEWAY_TIMEOUT_SECONDS,
-                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.istiod])),
+                opts=after(self.injector(istio, gateway.tag)),
             )
-            for gateway in istio.gateways
-        ]
+            self.gateways.append(release)
+            if istio.revisioned:
+                # A moved tag changes nothing in the release; restart so the pods get the new proxy.
+                revision = istio.revision(gateway.tag) if gateway.tag else istio.default
+                assert revision is not None  # validated: revisions always have a default
+                self.gateway_restarts.append(
+                    command.local.Command(
+                        f"{gateway.release_name}-restart",
+                        create=kubectl(
+                            cluster,
+                            "rollout",
+                            "restart",
+                            f"deployment/{gateway.release_name}",
+                            "--namespace",
+                            ISTIO_NAMESPACE,
+                        ),
+                        triggers=[revision.name, revision.version],
+                        opts=after(release),
+                    )
+                )
+
         # Mesh-wide mutual TLS: a PeerAuthentication named `default` in the root namespace applies to
         # every workload (https://istio.io/latest/docs/reference/config/security/peer_authentication/).
         self.peer_authentication = None
@@ -88,18 +186,33 @@ class ControlPlane(pulumi.ComponentResource):
                 "mesh-mtls",
                 # security.istio.io/v1 is served from 1.22; older charts only have v1beta1.
                 api_version="security.istio.io/v1"
-                if istio.version_tuple >= (1, 22, 0)
+                if parse_version(istio.crd_version) >= (1, 22, 0)
                 else "security.istio.io/v1beta1",
                 kind="PeerAuthentication",
                 metadata={"name": "default", "namespace": namespace},
                 spec={"mtls": {"mode": mtls}},
-                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.istiod])),
+                # The default revision validates it; other revisions coming and going leave it alone.
+                opts=after(self.base, self.istiod),
             )
         self.register_outputs(
             {
                 "namespace": namespace,
-                "version": istio.version,
-                "istiod": self.istiod.status.name,
+                "crdVersion": istio.crd_version,
+                "istiods": [release.status.name for release in self.istiods.values()],
+                "tags": sorted(self.tags),
                 "gateways": [gateway.status.name for gateway in self.gateways],
             }
         )
+
+    @property
+    def istiod(self) -> k8s.helm.v3.Release:
+        """The unrevisioned istiod, or the default revision's."""
+        return self.istiods[self._default_istiod]
+
+    def injector(self, istio: IstioConfig, target: str | None) -> pulumi.Resource:
+        """What must exist before pods that `target` (a tag, a revision, or None: the default) injects."""
+        if not istio.revisioned:
+            return self.istiods[""]
+        if target is None:
+            return self.tags[DEFAULT_TAG]
+        return self.tags[target] if target in self.tags else self.istiods[target]

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pulumi
 import pulumi_command as command
 import pulumi_kubernetes as k8s
 
 from components.cluster import kubectl
-from components.config import ClusterConfig, InjectionConfig
+from components.config import ClusterConfig, InjectionConfig, IstioConfig
 
 INJECTION_LABEL = "istio-injection"
+REVISION_LABEL = "istio.io/rev"
 
 
 class Injection(pulumi.ComponentResource):
-    """`istio-injection=enabled` on each namespace, and a rollout restart so running pods get sidecars."""
+    """Label each namespace for injection, and roll its Deployments so running pods get sidecars.
+
+    A namespace listed plainly gets `istio-injection=enabled`; one routed to a tag gets
+    `istio.io/rev=<tag>` and never also `istio-injection`, which would take precedence over it.
+    """
 
     def __init__(
         self,
@@ -21,8 +28,8 @@ class Injection(pulumi.ComponentResource):
         injection: InjectionConfig,
         *,
         cluster: ClusterConfig,
-        istio_version: str,
-        control_plane: pulumi.Resource,
+        istio: IstioConfig,
+        injector: Callable[[str | None], pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("istio-mesh:index:Injection", name, None, opts)
@@ -30,18 +37,23 @@ class Injection(pulumi.ComponentResource):
         self.labels: list[k8s.core.v1.NamespacePatch] = []
         self.restarts: list[command.local.Command] = []
         for namespace in injection.namespaces:
+            target = injection.routes.get(namespace)
+            labels = {REVISION_LABEL: target} if target else {INJECTION_LABEL: "enabled"}
             # The application namespaces belong to the applications: a server-side-apply patch owns
-            # just this one label, and destroying it removes only the label.
+            # just this label, and destroying it removes only the label. Switching a namespace from
+            # one label to the other drops the old one, since this patch no longer applies it.
             label = k8s.core.v1.NamespacePatch(
                 f"{namespace}-injection",
                 metadata={
                     "name": namespace,
-                    "labels": {INJECTION_LABEL: "enabled"},
+                    "labels": labels,
                     # Take the label over from whoever set it by hand (e.g. `kubectl label`).
                     "annotations": {"pulumi.com/patchForce": "true"},
                 },
                 # The webhook must exist before pods are created in a labelled namespace.
-                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[control_plane])),
+                opts=pulumi.ResourceOptions.merge(
+                    child, pulumi.ResourceOptions(depends_on=[injector(target)])
+                ),
             )
             self.labels.append(label)
             if injection.restart_workloads:
@@ -49,9 +61,18 @@ class Injection(pulumi.ComponentResource):
                     command.local.Command(
                         f"{namespace}-restart",
                         create=kubectl(cluster, "rollout", "restart", "deployment", "--namespace", namespace),
-                        # Re-run when the proxy version changes, so every pod runs the new sidecar.
-                        triggers=[istio_version],
+                        # Re-run when the proxy that injects this namespace changes (a new version, or
+                        # its tag moved to another revision), and only then.
+                        triggers=_proxy_identity(istio, target),
                         opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[label])),
                     )
                 )
         self.register_outputs({"namespaces": list(injection.namespaces)})
+
+
+def _proxy_identity(istio: IstioConfig, target: str | None) -> list[str]:
+    if not istio.revisioned:
+        return [istio.version]
+    revision = istio.revision(target) if target else istio.default
+    assert revision is not None  # validated: revisions always have a default revision
+    return [revision.name, revision.version]

@@ -34,6 +34,7 @@ class Mesh(pulumi.ComponentResource):
         self.control_plane = ControlPlane(
             "control-plane",
             config.istio,
+            cluster=config.cluster,
             protect_crds=config.protect,
             environment=config.environment,
             mtls=config.mtls,
@@ -43,8 +44,8 @@ class Mesh(pulumi.ComponentResource):
             "injection",
             config.injection,
             cluster=config.cluster,
-            istio_version=config.istio.version,
-            control_plane=self.control_plane.istiod,
+            istio=config.istio,
+            injector=lambda target: self.control_plane.injector(config.istio, target),
             opts=child,
         )
         # The Grafana admin password: a Secret of ours, so the value is a Pulumi secret end to end.

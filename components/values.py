@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from components.config import GatewayConfig, IstioConfig
+from components.config import GatewayConfig, IstioConfig, Revision, parse_version
 
 # Charts accept a `profile` value from 1.21 on; 1.20 charts silently ignore it
 # (https://istio.io/latest/docs/setup/additional-setup/config-profiles/).
@@ -50,22 +50,43 @@ def _copy(value: Any) -> Any:
     return value
 
 
-def profile_values(istio: IstioConfig, demo_values: Mapping[str, Any]) -> dict[str, Any]:
-    if istio.version_tuple >= FIRST_PROFILE_AWARE:
-        return {"profile": CHART_PROFILE[istio.profile]}
-    return _copy(demo_values) if istio.profile == "demo" else {}
+def profile_values(version: str, profile: str, demo_values: Mapping[str, Any]) -> dict[str, Any]:
+    """What the profile means for a chart of `version`: a `profile` value, or 1.20's explicit values."""
+    if parse_version(version) >= FIRST_PROFILE_AWARE:
+        return {"profile": CHART_PROFILE[profile]}
+    return _copy(demo_values) if profile == "demo" else {}
 
 
-def base_values() -> dict[str, Any]:
-    # `defaultRevision: default` makes the base chart create the default validating webhook,
-    # as Istio's Helm install guide does (https://istio.io/latest/docs/setup/install/helm/).
-    return {"defaultRevision": "default"}
+def base_values(istio: IstioConfig) -> dict[str, Any]:
+    # `defaultRevision` makes the base chart create the default validating webhook for that
+    # revision, as Istio's Helm guides do (https://istio.io/latest/docs/setup/install/helm/,
+    # https://istio.io/latest/docs/setup/upgrade/helm/).
+    return {"defaultRevision": istio.default_revision or "default"}
 
 
-def istiod_values(istio: IstioConfig) -> dict[str, Any]:
-    """The profile's values, then the stack's own `istio.values`, merged last."""
-    return deep_merge(profile_values(istio, DEMO_ISTIOD_VALUES), istio.values)
+def istiod_values(istio: IstioConfig, revision: Revision | None = None) -> dict[str, Any]:
+    """The profile's values for that chart version, the revision, then the stack's `istio.values`."""
+    version = revision.version if revision else istio.version
+    values = profile_values(version, istio.profile, DEMO_ISTIOD_VALUES)
+    if revision is not None:
+        values["revision"] = revision.name
+    return deep_merge(values, istio.values)
+
+
+def gateway_version(istio: IstioConfig, gateway: GatewayConfig) -> str:
+    """A gateway's chart follows the control plane that injects it."""
+    if not istio.revisioned:
+        return istio.version
+    revision = istio.revision(gateway.tag) if gateway.tag else istio.default
+    return revision.version if revision else istio.version
 
 
 def gateway_values(istio: IstioConfig, gateway: GatewayConfig) -> dict[str, Any]:
-    return deep_merge(profile_values(istio, DEMO_GATEWAY_VALUES), {"service": {"type": gateway.service_type}})
+    values = deep_merge(
+        profile_values(gateway_version(istio, gateway), istio.profile, DEMO_GATEWAY_VALUES),
+        {"service": {"type": gateway.service_type}},
+    )
+    if gateway.tag:
+        # The chart labels the pods `istio.io/rev=<tag>`, which the tag's webhook injects.
+        values["revision"] = gateway.tag
+    return values

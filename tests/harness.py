@@ -29,6 +29,13 @@ def fixture_source(version: str) -> str:
     return str(FIXTURE_ADDONS / ("app-labels" if version.startswith("1.20.") else "k8s-labels"))
 
 
+@dataclass(frozen=True)
+class Replace:
+    """An override that replaces a top-level key wholesale instead of deep-merging into it."""
+
+    value: Any
+
+
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Deep-merge `override` into `base`; a None value removes the key."""
     result = copy.deepcopy(dict(base))
@@ -52,6 +59,8 @@ def stack_config(stack: str = "dev", **overrides: Any) -> dict[str, Any]:
         name = f"{PROJECT}:{key}"
         if value is None:
             config.pop(name, None)
+        elif isinstance(value, Replace):
+            config[name] = copy.deepcopy(value.value)
         elif isinstance(value, Mapping) and isinstance(config.get(name), Mapping):
             config[name] = merge(config[name], value)
         else:

@@ -55,10 +55,18 @@ def test_kubeconfig_reaches_the_provider_and_every_kubectl_call() -> None:
     graph = build(cluster={"kubeconfig": "/etc/istio-mesh/dev.kubeconfig"})
     (provider,) = graph.of_type(PROVIDER)
     assert provider.inputs["kubeconfig"] == "/etc/istio-mesh/dev.kubeconfig"
-    (restart,) = graph.of_type(COMMAND)
+    restart = graph.get(COMMAND, "default-restart")
     assert restart.inputs["create"] == (
         "kubectl --context kind-istio-dev --kubeconfig /etc/istio-mesh/dev.kubeconfig "
         "rollout restart deployment --namespace default"
+    )
+    assert (
+        graph.get(COMMAND, "istio-crds")
+        .inputs["create"]
+        .endswith(
+            "| kubectl --context kind-istio-dev --kubeconfig /etc/istio-mesh/dev.kubeconfig "
+            "apply --server-side --force-conflicts --field-manager istio-mesh -f -"
+        )
     )
 
 
@@ -197,8 +205,7 @@ def test_injection_labels_after_istiod_then_restarts(dev: Graph) -> None:
         "annotations": {"pulumi.com/patchForce": "true"},
     }
     assert dev.depends_on(patch, dev.release("istiod"))
-    (restart,) = dev.of_type(COMMAND)
-    assert restart.name == "default-restart"
+    restart = dev.get(COMMAND, "default-restart")
     assert (
         restart.inputs["create"]
         == "kubectl --context kind-istio-dev rollout restart deployment --namespace default"
@@ -211,11 +218,11 @@ def test_injection_labels_after_istiod_then_restarts(dev: Graph) -> None:
 def test_every_namespace_is_labelled_and_restarts_can_be_turned_off() -> None:
     graph = build(injection={"namespaces": ["default", "shop"], "restartWorkloads": False})
     assert sorted(p.inputs["metadata"]["name"] for p in graph.of_type(NAMESPACE_PATCH)) == ["default", "shop"]
-    assert graph.of_type(COMMAND) == []
+    assert graph.names(COMMAND) == ["istio-crds"]
 
 
 def test_restarts_run_again_when_the_istio_version_changes() -> None:
-    (restart,) = build(istio={"version": "1.21.6"}).of_type(COMMAND)
+    restart = build(istio={"version": "1.21.6"}).get(COMMAND, "default-restart")
     assert restart.inputs["triggers"] == ["1.21.6"]
 
 
