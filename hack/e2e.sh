@@ -14,7 +14,8 @@
 #
 # Environment:
 #   KEEP_CLUSTER=1            keep the kind cluster (and the temp dir with state + kubeconfig) on exit
-#   KIND_NODE_IMAGE=image     node image for `kind create cluster` (default: the kind release's own)
+#   KIND_NODE_IMAGE=image     node image for `kind create cluster`, overriding the one pinned in
+#                             hack/kind-dev.yaml (Kubernetes 1.29, what the dev stack's Istio supports)
 #   PULUMI_CONFIG_PASSPHRASE  passphrase of the dev stack's config; when unset, a throwaway stack with
 #                             an empty passphrase is used (the dev config must then hold no secrets)
 set -euo pipefail
@@ -113,6 +114,21 @@ else
 fi
 kubectl --context "$CONTEXT" wait --for=condition=Ready nodes --all --timeout=180s
 kubectl --context "$CONTEXT" get nodes -o wide
+# Check the Kubernetes version against the node image asked for (KIND_NODE_IMAGE, else the pin in
+# hack/kind-dev.yaml): a reused cluster may predate the pin, and kind's default Kubernetes is newer
+# than the dev stack's Istio supports. Say so now rather than fail later in an obscure way.
+image="${KIND_NODE_IMAGE:-$(sed -n '/^[[:space:]]*image:[[:space:]]*kindest\/node:/{s/^[[:space:]]*image:[[:space:]]*//p;q;}' "$ROOT/hack/kind-dev.yaml")}"
+if [[ "$image" == *kindest/node:v* ]]; then
+  wanted="${image#*kindest/node:}"
+  wanted="${wanted%%@*}"
+  running="$(kubectl --context "$CONTEXT" get nodes -o jsonpath='{.items[0].status.nodeInfo.kubeletVersion}')"
+  if [[ "$running" == "$wanted" ]]; then
+    info "nodes run Kubernetes ${running} (${image})"
+  else
+    info "WARNING: the cluster runs Kubernetes ${running}, not the ${wanted} of ${image}"
+    info "         (reused from before? recreate it with: kind delete cluster --name ${CLUSTER})"
+  fi
+fi
 
 if [[ ! -x "$ROOT/.venv/bin/python" ]]; then
   log "creating ${ROOT}/.venv from requirements.txt"
