@@ -49,12 +49,12 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any
     return result
 
 
-def stack_config(stack: str = "dev", **overrides: Any) -> dict[str, Any]:
+def stack_config(stack: str = "dev", stack_file: Path | None = None, **overrides: Any) -> dict[str, Any]:
     """The stack file's config (namespaced keys) with `overrides` (top-level keys) deep-merged in.
 
     Unless a test sets `addons.source` itself, addons come from the offline fixtures.
     """
-    config = dict(load_stack(ROOT, stack).values)
+    config = dict(load_stack(ROOT, stack, stack_file=stack_file).values)
     for key, value in overrides.items():
         name = f"{PROJECT}:{key}"
         if value is None:
@@ -135,12 +135,14 @@ class Graph:
 PROD_PASSWORD = "correct-horse-battery-staple"
 
 
-def build(stack: str = "dev", *, preview: bool = True, **overrides: Any) -> Graph:
+def build(
+    stack: str = "dev", *, stack_file: Path | None = None, preview: bool = True, **overrides: Any
+) -> Graph:
     """Render `stack` with `overrides` (top-level keys, deep-merged); prod gets its Grafana secret."""
     secret_keys = []
     if stack == "prod" and "grafanaAdminPassword" not in overrides:
         overrides["grafanaAdminPassword"] = PROD_PASSWORD
     if overrides.get("grafanaAdminPassword") is not None:
         secret_keys.append(f"{PROJECT}:grafanaAdminPassword")
-    config = stack_config(stack, **overrides)
+    config = stack_config(stack, stack_file, **overrides)
     return Graph(render(ROOT, stack, config, secret_keys=secret_keys, preview=preview))

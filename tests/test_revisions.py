@@ -16,69 +16,13 @@ from tests.harness import COMMAND, NAMESPACE, NAMESPACE_PATCH, RELEASE, ROOT, Gr
 WEBHOOK = "kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration"
 
 
-def istio(version: str, revisions: dict[str, str], tags: dict[str, str], default: str) -> Replace:
-    return Replace(
-        {
-            "version": version,
-            "profile": "default",
-            "revisions": {name: {"version": v} for name, v in revisions.items()},
-            "tags": tags,
-            "defaultRevision": default,
-        }
-    )
-
-
-def routes(**namespaces: str) -> Replace:
-    return Replace({"namespaces": namespaces, "restartWorkloads": True})
-
-
-# The README's canary upgrade from 1.29.6 to 1.30.3, as the config of each step.
-CANARY: list[dict[str, Any]] = [
-    # 0: one revision, everything on the prod-stable tag.
-    {
-        "istio": istio("1.29.6", {"1-29-6": "1.29.6"}, {"prod-stable": "1-29-6"}, "1-29-6"),
-        "injection": routes(default="prod-stable", shop="prod-stable"),
-    },
-    # 1: the canary control plane next to it; the CRDs move to 1.30.3 first.
-    {
-        "istio": istio(
-            "1.29.6", {"1-29-6": "1.29.6", "1-30-3": "1.30.3"}, {"prod-stable": "1-29-6"}, "1-29-6"
-        ),
-        "injection": routes(default="prod-stable", shop="prod-stable"),
-    },
-    # 2: a prod-canary tag on the new revision, and the shop namespace moved to it.
-    {
-        "istio": istio(
-            "1.29.6",
-            {"1-29-6": "1.29.6", "1-30-3": "1.30.3"},
-            {"prod-stable": "1-29-6", "prod-canary": "1-30-3"},
-            "1-29-6",
-        ),
-        "injection": routes(default="prod-stable", shop="prod-canary"),
-    },
-    # 3: prod-stable moves to the new revision: default's workloads follow.
-    {
-        "istio": istio(
-            "1.29.6",
-            {"1-29-6": "1.29.6", "1-30-3": "1.30.3"},
-            {"prod-stable": "1-30-3", "prod-canary": "1-30-3"},
-            "1-29-6",
-        ),
-        "injection": routes(default="prod-stable", shop="prod-canary"),
-    },
-    # 4: the default revision moves, the old revision goes, istio.version catches up.
-    {
-        "istio": istio(
-            "1.30.3", {"1-30-3": "1.30.3"}, {"prod-stable": "1-30-3", "prod-canary": "1-30-3"}, "1-30-3"
-        ),
-        "injection": routes(default="prod-stable", shop="prod-canary"),
-    },
-]
+# The README's canary upgrade from 1.29.6 to 1.30.3: one stack file per step.
+CANARY = [ROOT / "examples" / "canary" / f"step-{step}.yaml" for step in range(5)]
 
 
 @pytest.fixture(scope="module")
 def canary() -> list[Graph]:
-    graphs = [build("prod", **step) for step in CANARY]
+    graphs = [build("prod", stack_file=path) for path in CANARY]
     for graph in graphs:
         assert graph.error is None, graph.error
     return graphs
@@ -272,16 +216,14 @@ def test_routed_namespaces_carry_only_the_revision_label(canary: list[Graph]) ->
 
 
 def test_a_plain_namespace_list_is_served_by_the_default_tag() -> None:
-    graph = build("prod", istio=CANARY[2]["istio"])
+    graph = build("prod", stack_file=CANARY[2], injection=Replace({"namespaces": ["default"]}))
     patch = graph.get(NAMESPACE_PATCH, "default-injection")
     assert patch.inputs["metadata"]["labels"] == {"istio-injection": "enabled"}
     assert graph.depends_on(patch, graph.get(WEBHOOK, "istio-revision-tag-default"))
 
 
 def test_gateways_follow_a_tag_and_restart_when_it_moves() -> None:
-    step = dict(CANARY[2])
-    step["istio"] = Replace({**step["istio"].value, "gateways": {"ingress": {"tag": "prod-canary"}}})
-    graph = build("prod", **step)
+    graph = build("prod", stack_file=CANARY[2], istio={"gateways": {"ingress": {"tag": "prod-canary"}}})
     gateway = graph.release("istio-ingressgateway")
     assert gateway.inputs["version"] == "1.30.3"
     assert gateway.inputs["values"] == {
@@ -356,9 +298,7 @@ def test_step_4_retires_the_old_revision(canary: list[Graph]) -> None:
 
 
 def test_removing_a_revision_still_in_use_is_a_config_error() -> None:
-    step = dict(CANARY[2])
-    step["istio"] = Replace({**step["istio"].value, "revisions": {"1-30-3": {"version": "1.30.3"}}})
-    graph = build("prod", **step)
+    graph = build("prod", stack_file=CANARY[2], istio={"revisions": {"1-29-6": None}})
     assert graph.resources == []
     assert graph.error is not None
     assert "istio.tags.prod-stable: got '1-29-6'; no such revision; declared: 1-30-3" in graph.error
