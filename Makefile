@@ -8,9 +8,10 @@ STATE_DIR := $(CURDIR)/.pulumi-state
 .PHONY: venv check lint typecheck test bench dev-up dev-down
 
 venv: $(BIN)/python
-$(BIN)/python: requirements.txt requirements-dev.txt
+$(BIN)/python: requirements.txt requirements-dev.txt requirements-tools.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -r requirements-tools.txt
 	touch $@
 
 # The README's test command: linters, type checks and every offline test.
