@@ -72,6 +72,11 @@ _VERSION = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
+def _is_dns_label(value: Any) -> bool:
+    """A Kubernetes DNS-1123 label: namespace, revision and tag names."""
+    return isinstance(value, str) and len(value) <= 63 and bool(_DNS_LABEL.match(value))
+
+
 class ConfigError(Exception):
     """Every problem found in a stack's configuration, each naming its key path."""
 
@@ -198,12 +203,16 @@ class MeshConfig:
         return self.environment == "production"
 
     def dashboard(self, name: str) -> DashboardConfig:
-        """The stack's dashboard settings, or the defaults (ClusterIP, secure login) when absent."""
-        for dashboard in self.dashboards:
-            if dashboard.name == name:
-                return dashboard
-        default_auth = DEFAULT_AUTH[name][0] if name in DEFAULT_AUTH else None
-        return DashboardConfig(name=name, auth=default_auth)
+        return find_dashboard(self.dashboards, name)
+
+
+def find_dashboard(dashboards: Sequence[DashboardConfig], name: str) -> DashboardConfig:
+    """The stack's dashboard settings, or the defaults (ClusterIP, secure login) when absent."""
+    for dashboard in dashboards:
+        if dashboard.name == name:
+            return dashboard
+    default_auth = DEFAULT_AUTH[name][0] if name in DEFAULT_AUTH else None
+    return DashboardConfig(name=name, auth=default_auth)
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -308,7 +317,7 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path) -> MeshConfig:
         str,
         "development",
         "expected a lowercase DNS label such as development, staging or production",
-        lambda v: bool(_DNS_LABEL.match(v)) and len(v) <= 63,
+        _is_dns_label,
     )
 
     security = _mapping(problems, "security", raw.get("security"), ("mtls",))
@@ -324,9 +333,11 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path) -> MeshConfig:
     )
     # The password itself is a Pulumi secret read by the program; only its presence is validated here.
     password_set = raw.get("grafanaAdminPassword") not in (None, "")
-    grafana = next((d for d in dashboards if d.name == "grafana"), None)
-    grafana_auth = grafana.auth if grafana else DEFAULT_AUTH["grafana"][0]
-    if "grafana" in addons.enabled and grafana_auth == "password" and not password_set:
+    if (
+        "grafana" in addons.enabled
+        and find_dashboard(dashboards, "grafana").auth == "password"
+        and not password_set
+    ):
         problems.missing(
             "grafanaAdminPassword",
             "Grafana runs without anonymous admin: set its admin password with "
@@ -459,7 +470,7 @@ def _parse_revisions(
     revisions: list[Revision] = []
     for name in sorted(raw_revisions, key=str):
         path = f"istio.revisions.{name}"
-        if not isinstance(name, str) or not _DNS_LABEL.match(name) or len(name) > 63 or name == "default":
+        if not _is_dns_label(name) or name == "default":
             problems.bad(path, name, f"a revision name must be {label}")
             continue
         entry = _mapping(problems, path, raw_revisions[name], ("version",))
@@ -477,7 +488,7 @@ def _parse_revisions(
     for tag in sorted(raw_tags, key=str):
         path = f"istio.tags.{tag}"
         target = raw_tags[tag]
-        if not isinstance(tag, str) or not _DNS_LABEL.match(tag) or len(tag) > 63 or tag == "default":
+        if not _is_dns_label(tag) or tag == "default":
             problems.bad(path, target, f"a tag name must be {label}; the default tag follows defaultRevision")
         elif tag in names:
             problems.bad(path, target, "a tag cannot have the name of a revision")
@@ -561,7 +572,7 @@ def _parse_injection(problems: _Problems, value: Any, istio: IstioConfig | None)
             )
     targets = {r.name for r in istio.revisions} | {t for t, _ in istio.tags} if istio else None
     for path, name, target in entries:
-        if not isinstance(name, str) or not _DNS_LABEL.match(name) or len(name) > 63:
+        if not _is_dns_label(name):
             problems.bad(path, name, "expected a namespace name (a DNS-1123 label)")
         elif name in namespaces:
             problems.bad(path, name, "each namespace may be listed once")
