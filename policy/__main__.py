@@ -24,9 +24,9 @@ from pulumi_policy import (
 )
 
 if __package__:
-    from .rules import RULES, Rule, RuleContext, context_for
+    from .rules import PRODUCTION_MANDATORY_RULES, RULES, Rule, RuleContext, context_for
 else:  # pragma: no cover - only under `pulumi ... --policy-pack`
-    from rules import RULES, Rule, RuleContext, context_for  # type: ignore[no-redef]
+    from rules import PRODUCTION_MANDATORY_RULES, RULES, Rule, RuleContext, context_for  # type: ignore[no-redef]
 
 PACK_NAME = "istio-mesh"
 
@@ -57,11 +57,8 @@ def _not_production(context: RuleContext) -> bool:
 # Namespace's `istio-mesh/environment` label, see rules.context_for). So the version rule is served by
 # two policies, each of which declares itself not applicable on the other kind of stack: a
 # mandatory one for production and an advisory one for every other stack. The exposed-anonymous
-# Kiali rule is split the same way: a laptop dev stack reproducing the hand-made setup (anonymous
-# Kiali on a NodePort) is warned, never blocked.
+# Kiali rule is split the same way (rules.PRODUCTION_MANDATORY_RULES, shared with `meshplan check`).
 # The production-only rules also say "not applicable" off production, instead of silently passing.
-ISTIO_VERSION_RULE = "istio-version-supported"
-PRODUCTION_MANDATORY_RULES = frozenset({ISTIO_VERSION_RULE, "kiali-not-anonymous-when-exposed"})
 PRODUCTION_ONLY_RULES = frozenset({"production-dashboards-internal", "production-base-protected"})
 
 

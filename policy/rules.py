@@ -642,6 +642,15 @@ RULES: tuple[Rule, ...] = (
 )
 RULE_IDS: tuple[str, ...] = tuple(rule.id for rule in RULES)
 
+# Rules that block a production stack but only warn on the others: a dev stack that reproduces the
+# hand-made setup (an old Istio, anonymous Kiali on a NodePort) is told, not stopped.
+PRODUCTION_MANDATORY_RULES = frozenset({"istio-version-supported", "kiali-not-anonymous-when-exposed"})
+
+
+def is_advisory(rule_id: str, context: RuleContext) -> bool:
+    """Whether a violation of `rule_id` on this stack is a warning rather than a failure."""
+    return rule_id in PRODUCTION_MANDATORY_RULES and not context.production
+
 
 def rule_by_id(rule_id: str) -> Rule:
     """The rule with id `rule_id`; KeyError when there is none."""
@@ -658,9 +667,19 @@ def check_all(resources: Resources, context: RuleContext) -> list[Violation]:
     return sorted(found, key=lambda v: (order[v.rule], v.urn))
 
 
-def check_plan(plan: Mapping[str, Any], today: date) -> list[Violation]:
-    """All violations of a `meshplan` plan (`{"resources": [...], ...}`) on `today`."""
+def plan_resources(plan: Mapping[str, Any]) -> Resources:
     resources = plan.get("resources") or []
     if not _is_list(resources) or not all(_is_mapping(r) for r in resources):
         raise ValueError("plan['resources'] must be a list of resource objects")
+    return resources
+
+
+def check_plan(plan: Mapping[str, Any], today: date) -> list[Violation]:
+    """All violations of a `meshplan` plan (`{"resources": [...], ...}`) on `today`."""
+    resources = plan_resources(plan)
     return check_all(resources, context_for(resources, today))
+
+
+def plan_context(plan: Mapping[str, Any], today: date) -> RuleContext:
+    """The context the rules judge a `meshplan` plan in (e.g. for `is_advisory`)."""
+    return context_for(plan_resources(plan), today)

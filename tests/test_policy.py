@@ -845,3 +845,19 @@ def test_pack_runs_the_way_pulumi_runs_it(
     # The pack imported its modules top-level (the fallback imports), not as the `policy` package.
     assert sys.modules["rules"] is not rules
     assert "istio_releases" in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("environment", "rule_id", "advisory"),
+    [
+        ("production", "istio-version-supported", False),
+        ("production", "kiali-not-anonymous-when-exposed", False),
+        ("development", "istio-version-supported", True),
+        ("development", "kiali-not-anonymous-when-exposed", True),
+        ("development", "explicit-provider", False),
+        ("production", "explicit-provider", False),
+    ],
+)
+def test_which_violations_only_warn(environment: str, rule_id: str, advisory: bool) -> None:
+    context = rules.plan_context(good_plan(environment), TODAY)
+    assert rules.is_advisory(rule_id, context) is advisory
