@@ -8,21 +8,22 @@ name, parent, inputs, dependencies, provider and options).
 from __future__ import annotations
 
 import contextlib
+import functools
+import gc
 import json
 import os
-import runpy
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pulumi
-from google.protobuf import json_format
-from pulumi.runtime import mocks
-from pulumi.runtime.settings import get_project, get_root_resource, get_stack
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
+if TYPE_CHECKING:
+    from pulumi.runtime import mocks
+
+# The Pulumi SDK is imported when something is rendered, not when this module is: `meshplan diff`
+# renders both sides in child processes, and its parent (which imports this module for the constants
+# and dataclasses below, through meshplan.stacks and meshplan.diff) must not pay for the SDK.
 
 PROJECT = "istio-mesh"
 SECRET = "[secret]"
@@ -54,7 +55,12 @@ class Registration:
     ignore_changes: tuple[str, ...]
     delete_before_replace: bool
     inputs: Mapping[str, Any]  # wire values, secrets shown as SECRET
-    raw_inputs: Mapping[str, Any] = field(repr=False)  # wire values with secrets revealed: tests only
+    wire: Mapping[str, Any] = field(repr=False)  # the request's inputs as JSON, secrets still wrapped
+
+    @functools.cached_property
+    def raw_inputs(self) -> Mapping[str, Any]:
+        """Wire values with secrets revealed: tests only, so worked out when first asked for."""
+        return normalize(self.wire, reveal=True)
 
     def to_plan(self) -> dict[str, Any]:
         return {
@@ -117,50 +123,63 @@ def normalize(value: Any, *, reveal: bool = False) -> Any:
     return value
 
 
-class _Mocks(pulumi.runtime.Mocks):
-    """Resources echo their inputs as outputs, as a freshly created resource would."""
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
-        outputs = dict(args.inputs)
-        if args.typ == "kubernetes:helm.sh/v3:Release":
-            outputs["status"] = {
-                "name": args.inputs.get("name", args.name),
-                "namespace": args.inputs.get("namespace", ""),
-                "version": args.inputs.get("version", ""),
-                "status": "deployed",
-            }
-        return f"{args.name}-id", outputs
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
-        return {}, None
+def _release_status(inputs: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """What a freshly installed Helm release reports; the program reads `status.name` back."""
+    return {
+        "name": inputs.get("name", name),
+        "namespace": inputs.get("namespace", ""),
+        "version": inputs.get("version", ""),
+        "status": "deployed",
+    }
 
 
-class RecordingMonitor(mocks.MockMonitor):
-    """A MockMonitor that keeps every registration request, as the engine would receive it."""
+@functools.cache
+def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
+    """RecordingMonitor, defined on first use so that importing this module does not load the SDK."""
+    import pulumi
+    from google.protobuf import json_format
+    from pulumi.runtime import mocks
+    from pulumi.runtime.settings import get_project, get_stack
 
-    def __init__(self, mock: pulumi.runtime.Mocks) -> None:
-        super().__init__(mock)
-        self.registrations: list[Registration] = []
+    class _Mocks(pulumi.runtime.Mocks):
+        """Resources echo their inputs as outputs, as a freshly created resource would."""
 
-    def make_urn(self, parent: str, type_: str, name: str) -> str:
-        """The URN the Pulumi engine would assign: the parent's whole type chain, minus the stack.
+        def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
+            outputs = dict(args.inputs)
+            if args.typ == "kubernetes:helm.sh/v3:Release":
+                outputs["status"] = _release_status(args.inputs, args.name)
+            return f"{args.name}-id", outputs
 
-        The SDK's MockMonitor keeps only the parent's last type, so nested components would get
-        URNs no real deployment has, and plans could not be compared with `pulumi preview`.
-        """
-        if parent:
-            parent_type = parent.split("::")[2]
-            if parent_type != "pulumi:pulumi:Stack":
-                type_ = f"{parent_type}${type_}"
-        return "urn:pulumi:" + "::".join([get_stack(), get_project(), type_, name])
+        def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
+            return {}, None
 
-    def RegisterResource(self, request: Any) -> Any:
-        response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
+    class RecordingMonitor(mocks.MockMonitor):
+        """A MockMonitor that keeps every registration request, as the engine would receive it."""
+
+        def __init__(self, registrations: list[Registration]) -> None:
+            super().__init__(_Mocks())
+            self.registrations = registrations
+
+        def make_urn(self, parent: str, type_: str, name: str) -> str:
+            """The URN the Pulumi engine would assign: the parent's whole type chain, minus the stack.
+
+            The SDK's MockMonitor keeps only the parent's last type, so nested components would get
+            URNs no real deployment has, and plans could not be compared with `pulumi preview`.
+            """
+            if parent:
+                parent_type = parent.split("::")[2]
+                if parent_type != "pulumi:pulumi:Stack":
+                    type_ = f"{parent_type}${type_}"
+            return "urn:pulumi:" + "::".join([get_stack(), get_project(), type_, name])
+
+        def RegisterResource(self, request: Any) -> Any:
+            if request.type == "pulumi:pulumi:Stack":
+                return super().RegisterResource(request)
+            response = super().RegisterResource(request)
             wire = json_format.MessageToDict(request.object)
             self.registrations.append(
                 Registration(
-                    urn=self.make_urn(request.parent, request.type, request.name),
+                    urn=response.urn,
                     type=request.type,
                     name=request.name,
                     custom=bool(request.custom),
@@ -173,10 +192,12 @@ class RecordingMonitor(mocks.MockMonitor):
                     ignore_changes=tuple(request.ignoreChanges),
                     delete_before_replace=bool(request.deleteBeforeReplace),
                     inputs=normalize(wire),
-                    raw_inputs=normalize(wire, reveal=True),
+                    wire=wire,
                 )
             )
-        return response
+            return response
+
+    return RecordingMonitor
 
 
 @contextlib.contextmanager
@@ -212,26 +233,57 @@ def render(
     preview: bool = True,
 ) -> Render:
     """Evaluate `<project_dir>/__main__.py` for `stack` with `config` (keys like `istio-mesh:istio`)."""
+    import pulumi
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+
     project_dir = project_dir.resolve()
-    mock = _Mocks()
-    monitor = RecordingMonitor(mock)
-    pulumi.runtime.set_mocks(mock, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+    registrations: list[Registration] = []
+    monitor = _monitor_class()(registrations)
+    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(config_strings(config), list(secret_keys))
     error: str | None = None
-    with _program_environment(project_dir):
-        try:
-            _sync_await(run_pulumi_func(lambda: _run_program(project_dir)))
-        except pulumi.RunError as run_error:
-            error = str(run_error)
-    outputs = {} if error else _sync_await(_resolve_outputs())
-    return Render(PROJECT, stack, list(monitor.registrations), outputs, error)
+    with _young_objects_only():
+        with _program_environment(project_dir):
+            try:
+                _sync_await(run_pulumi_func(lambda: _run_program(project_dir)))
+            except pulumi.RunError as run_error:
+                error = str(run_error)
+        outputs = {} if error else _sync_await(_resolve_outputs())
+    return Render(PROJECT, stack, list(registrations), outputs, error)
+
+
+@contextlib.contextmanager
+def _young_objects_only() -> Iterator[None]:
+    """Keep the garbage collector to the objects the render creates.
+
+    By the time a program runs, the SDK's modules have left some 100 000 objects on the heap that
+    live as long as the process. The render allocates enough to trigger a full collection, and
+    that collection (about a quarter of the render's time) would scan all of them to find none
+    unreachable. `gc.freeze()` sets them aside for the render; `gc.unfreeze()` hands them back
+    to the collector, so it only changes when garbage older than the render is found, never what
+    is. A caller that froze objects itself (or disabled the collector) is left to its own plan.
+    """
+    if not gc.isenabled() or gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _run_program(project_dir: Path) -> None:
+    import runpy
+
     runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")
 
 
 async def _resolve_outputs() -> dict[str, Any]:
+    import pulumi
+    from pulumi.runtime.settings import get_root_resource
+
     root = get_root_resource()
     exported: Mapping[str, Any] = getattr(root, "outputs", {})
     resolved: dict[str, Any] = {}
