@@ -189,14 +189,21 @@ def run_graph(args: argparse.Namespace, context: Context) -> tuple[int, str]:
 def run_check(args: argparse.Namespace, context: Context) -> tuple[int, str]:
     try:
         # Imported here: the other verbs must keep working while the policy package is being changed.
-        from policy.rules import check_plan
+        from policy.rules import check_plan, is_advisory, plan_context
     except ImportError as error:
         raise UsageError(f"cannot load the policy rules (policy/rules.py): {error}") from None
     plan = render_here(_target(args, context))
     violations = list(check_plan(plan, args.today))
     if not violations:
         return EXIT_OK, "no policy violations\n"
-    return EXIT_FOUND, "".join(f"{violation}\n" for violation in violations)
+    # As in the policy pack: some rules only warn off production. Those lines say so, and alone
+    # they do not fail the check.
+    rule_context = plan_context(plan, args.today)
+    advisory = [is_advisory(v.rule, rule_context) for v in violations]
+    lines = "".join(
+        f"{'advisory: ' if warn else ''}{v}\n" for v, warn in zip(violations, advisory, strict=True)
+    )
+    return (EXIT_OK if all(advisory) else EXIT_FOUND), lines
 
 
 def _against_plans(

@@ -8,6 +8,7 @@ Regenerate the golden files after an intended change to the graph with
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -39,6 +40,10 @@ DEV = ("--project-dir", str(ROOT), "--stack", "dev", "--config", DEV_ADDONS)
 # Prod asks for Grafana's admin password as a secret the repository does not hold; any value does
 # offline, and the program turns it into a secret, so it must never be printed either.
 PROD_PASSWORD = "not-a-real-password-7f3a"
+PROD = (
+    "--project-dir", str(ROOT), "--stack", "prod", "--config", PROD_ADDONS,
+    "--config", f"grafanaAdminPassword={PROD_PASSWORD}",
+)  # fmt: skip
 KIALI_SERVICE = "kubernetes:core/v1:Service::istio-system/kiali"
 # Pulumi passphrase ciphertexts (made up): they must never be printed, not even in an error.
 TOKEN_CIPHERTEXT = "v1:c2VjcmV0bm9uY2U=:Y2lwaGVydGV4dG9mdGhldG9rZW4="
@@ -467,15 +472,28 @@ def test_bad_plan_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Pat
 # --- check ---------------------------------------------------------------------------------------
 
 
-def _fake_policy(monkeypatch: pytest.MonkeyPatch, violations: list[str]) -> list[Any]:
+@dataclasses.dataclass(frozen=True)
+class _FakeViolation:
+    rule: str
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _fake_policy(
+    monkeypatch: pytest.MonkeyPatch, violations: list[str], advisory: frozenset[str] = frozenset()
+) -> list[Any]:
     seen: list[Any] = []
 
-    def check_plan(plan: Mapping[str, Any], today: Any) -> list[str]:
+    def check_plan(plan: Mapping[str, Any], today: Any) -> list[_FakeViolation]:
         seen.append((plan, today))
-        return violations
+        return [_FakeViolation(line.split(":", 1)[0], line) for line in violations]
 
     rules = types.ModuleType("policy.rules")
     rules.check_plan = check_plan  # type: ignore[attr-defined]
+    rules.plan_context = lambda plan, today: "context"  # type: ignore[attr-defined]
+    rules.is_advisory = lambda rule, context: rule in advisory  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "policy.rules", rules)
     return seen
 
@@ -491,6 +509,22 @@ def test_check_prints_violations_and_exits_1(
     assert plan["stack"] == "dev" and plan["resources"]
 
 
+def test_check_with_only_advisory_violations_warns_and_exits_0(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_policy(monkeypatch, ["rule-a: urn:x: one"], advisory=frozenset({"rule-a"}))
+    run = meshplan(capsys, "check", *DEV)
+    assert (run.code, run.out) == (0, "advisory: rule-a: urn:x: one\n")
+
+
+def test_one_mandatory_violation_fails_the_check(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_policy(monkeypatch, ["rule-a: urn:x: one", "rule-b: urn:y: two"], advisory=frozenset({"rule-a"}))
+    run = meshplan(capsys, "check", *DEV)
+    assert (run.code, run.out) == (1, "advisory: rule-a: urn:x: one\nrule-b: urn:y: two\n")
+
+
 def test_check_without_violations_exits_0(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -499,15 +533,37 @@ def test_check_without_violations_exits_0(
     assert (run.code, run.out) == (0, "no policy violations\n")
 
 
-def test_check_with_the_real_rules(capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("policy.rules")
-    run = meshplan(capsys, "check", *DEV)
-    assert run.code in (0, 1), run.err
-    lines = run.out.splitlines()
-    if run.code == 0:
-        assert lines == ["no policy violations"]
-    else:
-        assert lines and all(lines)
+def test_check_with_the_real_rules_warns_on_the_hand_made_dev_stack(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Istio 1.20.8 is out of support and Kiali is anonymous on a NodePort: advisory off production.
+    run = meshplan(capsys, "check", *DEV, "--today", "2026-11-25")
+    assert run.code == 0, run.err
+    rules = sorted({line.split(":")[1].strip() for line in run.out.splitlines()})
+    assert rules == ["istio-version-supported", "kiali-not-anonymous-when-exposed"]
+    assert all(line.startswith("advisory: ") for line in run.out.splitlines())
+
+
+def test_check_with_the_real_rules_fails_an_exposed_production_dashboard(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = meshplan(
+        capsys,
+        "check",
+        *PROD,
+        "--config",
+        "dashboards.prometheus.type=NodePort",
+        "--config",
+        "dashboards.prometheus.nodePort=30100",
+        "--today",
+        "2026-11-25",
+    )
+    assert run.code == 1, run.err
+    (line,) = run.out.splitlines()
+    assert line.startswith("production-dashboards-internal: ")
+    assert line.endswith(
+        "dashboard Service istio-system/prometheus has type NodePort; on production dashboards must be ClusterIP"
+    )
 
 
 # --- the plan comparison itself ------------------------------------------------------------------
