@@ -204,6 +204,9 @@ def resource_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Cha
     return changes
 
 
+DEPENDENCY_ONLY = frozenset({"[dependsOn]"})
+
+
 def diff_plans(old: Mapping[str, Any], new: Mapping[str, Any]) -> PlanDiff:
     """What applying `new` over `old` would do."""
     old_index = _index(old, "the old plan")
@@ -219,7 +222,9 @@ def diff_plans(old: Mapping[str, Any], new: Mapping[str, Any]) -> PlanDiff:
             )
         elif before is not None and after is not None:
             changes = resource_changes(before, after)
-            if changes:
+            # `pulumi preview` shows a resource whose only change is its dependencies as unchanged:
+            # the engine records the new edges with a "same" step. Listed when something else changes.
+            if any(change.path not in DEPENDENCY_ONLY for change in changes):
                 result.resources.append(
                     ResourceDiff("update", key, after["urn"], after["type"], after["name"], tuple(changes))
                 )

@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from meshplan import cli
-from meshplan.diff import changed_paths, key_path, stackless
+from meshplan.diff import changed_paths, diff_plans, key_path, stackless
 from tests.harness import FIXTURE_ADDONS, build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -612,3 +612,31 @@ def test_python_dash_m_meshplan_smoke() -> None:
     )
     assert bad.returncode == 2
     assert "istio.version" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _resource(name: str, depends_on: list[str], inputs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "urn": f"urn:pulumi:dev::istio-mesh::kubernetes:core/v1:ConfigMap::{name}",
+        "type": "kubernetes:core/v1:ConfigMap",
+        "name": name,
+        "parent": None,
+        "dependsOn": depends_on,
+        "provider": None,
+        "protect": False,
+        "retainOnDelete": False,
+        "ignoreChanges": [],
+        "inputs": inputs,
+    }
+
+
+def test_a_change_of_dependencies_alone_is_no_update_as_in_pulumi_preview() -> None:
+    old = {"resources": [_resource("a", ["urn:pulumi:dev::istio-mesh::x:y:Z::one"], {"data": {"k": "1"}})]}
+    moved = {"resources": [_resource("a", ["urn:pulumi:dev::istio-mesh::x:y:Z::two"], {"data": {"k": "1"}})]}
+    diff = diff_plans(old, moved)
+    assert (diff.resources, diff.unchanged) == ([], 1)
+    # With a real change, the new edges are shown with it.
+    changed = {
+        "resources": [_resource("a", ["urn:pulumi:dev::istio-mesh::x:y:Z::two"], {"data": {"k": "2"}})]
+    }
+    (update,) = diff_plans(old, changed).resources
+    assert [c.path for c in update.changes] == ["[dependsOn]", "data.k"]

@@ -289,7 +289,6 @@ def test_step_4_retires_the_old_revision(canary: list[Graph]) -> None:
         "update": [
             "Command istio-ingressgateway-restart",
             "MutatingWebhookConfiguration istio-revision-tag-default",
-            "PeerAuthentication mesh-mtls",  # validated by the new default revision now
             "Release istio-base",
             "Release istio-ingressgateway",
         ],
