@@ -234,12 +234,16 @@ def render(
 ) -> Render:
     """Evaluate `<project_dir>/__main__.py` for `stack` with `config` (keys like `istio-mesh:istio`)."""
     import pulumi
+    from pulumi.runtime.settings import ROOT
     from pulumi.runtime.stack import run_pulumi_func
     from pulumi.runtime.sync_await import _sync_await
 
     project_dir = project_dir.resolve()
     registrations: list[Registration] = []
     monitor = _monitor_class()(registrations)
+    # set_mocks keeps an existing root Stack resource; a fresh one per render keeps one render's
+    # exports and stack URN out of the next (tests render several stacks in one process).
+    ROOT.set(None)
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(config_strings(config), list(secret_keys))
     error: str | None = None

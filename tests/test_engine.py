@@ -81,3 +81,12 @@ def test_raw_inputs_reveal_what_inputs_mask() -> None:
     assert engine.SECRET in json.dumps(secret.inputs)
     assert engine.SECRET not in json.dumps(secret.raw_inputs)
     assert secret.raw_inputs is secret.raw_inputs  # worked out once
+
+
+def test_each_render_has_its_own_stack_and_exports() -> None:
+    prod = build("prod", istio={"revisions": {"a": {"version": "1.29.6"}}})
+    assert "revisions" in prod.outputs
+    dev = build("dev")
+    assert "revisions" not in dev.outputs
+    top_level = [r.parent for r in dev.resources if r.type == "istio-mesh:index:Mesh"]
+    assert top_level == ["urn:pulumi:dev::istio-mesh::pulumi:pulumi:Stack::istio-mesh-dev"]
