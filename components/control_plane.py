@@ -68,6 +68,7 @@ class ControlPlane(pulumi.ComponentResource):
     ) -> None:
         super().__init__("istio-mesh:index:ControlPlane", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        self._istio = istio
         repository = k8s.helm.v3.RepositoryOptsArgs(repo=istio.chart_repository)
 
         def after(*resources: pulumi.Resource) -> pulumi.ResourceOptions:
@@ -155,7 +156,7 @@ class ControlPlane(pulumi.ComponentResource):
                 repository_opts=repository,
                 values=gateway_values(istio, gateway),
                 timeout=GATEWAY_TIMEOUT_SECONDS,
-                opts=after(self.injector(istio, gateway.tag)),
+                opts=after(self.injector(gateway.tag)),
             )
             self.gateways.append(release)
             if istio.revisioned:
@@ -209,9 +210,9 @@ class ControlPlane(pulumi.ComponentResource):
         """The unrevisioned istiod, or the default revision's."""
         return self.istiods[self._default_istiod]
 
-    def injector(self, istio: IstioConfig, target: str | None) -> pulumi.Resource:
+    def injector(self, target: str | None) -> pulumi.Resource:
         """What must exist before pods that `target` (a tag, a revision, or None: the default) injects."""
-        if not istio.revisioned:
+        if not self._istio.revisioned:
             return self.istiods[""]
         if target is None:
             return self.tags[DEFAULT_TAG]

@@ -45,12 +45,13 @@ class Mesh(pulumi.ComponentResource):
             config.injection,
             cluster=config.cluster,
             istio=config.istio,
-            injector=lambda target: self.control_plane.injector(config.istio, target),
+            injector=self.control_plane.injector,
             opts=child,
         )
         # The Grafana admin password: a Secret of ours, so the value is a Pulumi secret end to end.
         self.grafana_admin = None
-        if grafana_admin_password is not None and "grafana" in addon_objects:
+        grafana_login = "grafana" in addon_objects and config.dashboard("grafana").auth == "password"
+        if grafana_admin_password is not None and grafana_login:
             self.grafana_admin = k8s.core.v1.Secret(
                 f"{ISTIO_NAMESPACE}/{GRAFANA_ADMIN_SECRET}",
                 metadata={
@@ -74,6 +75,16 @@ class Mesh(pulumi.ComponentResource):
         self.outputs: dict[str, Any] = {
             "istioVersion": config.istio.version,
             "profile": config.istio.profile,
+            # With canary revisions: each control plane's version, and which one serves the default tag.
+            **(
+                {
+                    "revisions": {r.name: r.version for r in config.istio.revisions},
+                    "tags": dict(config.istio.tags),
+                    "defaultRevision": config.istio.default_revision,
+                }
+                if config.istio.revisioned
+                else {}
+            ),
             "injectedNamespaces": list(config.injection.namespaces),
             "addons": list(addon_objects),
             "dashboards": {d.name: access(d, config.cluster) for d in config.dashboards},

@@ -89,3 +89,8 @@ def test_dev_keeps_the_hand_made_anonymous_grafana() -> None:
     ]
     assert {"name": "GF_AUTH_ANONYMOUS_ENABLED", "value": "true"} in env
     assert [r for r in graph.resources if r.type == SECRET_TYPE] == []
+
+
+def test_an_anonymous_grafana_gets_no_password_secret_even_if_one_is_set() -> None:
+    graph = build(grafanaAdminPassword=PROD_PASSWORD)  # dev says dashboards.grafana.auth: anonymous
+    assert [r for r in graph.resources if r.type == SECRET_TYPE] == []

@@ -400,3 +400,11 @@ def test_dev_destroys_labels_before_istiod() -> None:
     order = destroy_order(graph)
     assert order.index("default-injection") < order.index("istiod") < order.index("istio-base")
     assert order.index("istio-base") < order.index("istio-crds") < order.index("istio-system")
+
+
+def test_outputs_name_the_revisions_and_the_default(canary: list[Graph]) -> None:
+    outputs = canary[2].outputs
+    assert outputs["revisions"] == {"1-29-6": "1.29.6", "1-30-3": "1.30.3"}
+    assert outputs["tags"] == {"prod-canary": "1-30-3", "prod-stable": "1-29-6"}
+    assert outputs["defaultRevision"] == "1-29-6"
+    assert "revisions" not in build().outputs  # a single control plane says nothing of revisions
