@@ -284,13 +284,18 @@ def _typed(
     return value
 
 
-def _version_problem(version: Any) -> str | None:
-    allowed = "an exact chart version x.y.z, 1.20.0 or newer"
-    if not isinstance(version, str) or not _VERSION.match(version):
-        return allowed
-    if parse_version(version) < MIN_VERSION:
-        return allowed
-    return None
+VERSION_ALLOWED = "an exact chart version x.y.z, 1.20.0 or newer"
+
+
+def _required_version(problems: _Problems, path: str, version: Any) -> str | None:
+    """A required exact chart version at `path`, or None after reporting what is wrong with it."""
+    if version is None:
+        problems.missing(path, VERSION_ALLOWED)
+        return None
+    if not isinstance(version, str) or not _VERSION.match(version) or parse_version(version) < MIN_VERSION:
+        problems.bad(path, version, VERSION_ALLOWED)
+        return None
+    return version
 
 
 def parse_config(raw: Mapping[str, Any], *, base_dir: Path) -> MeshConfig:
@@ -398,12 +403,7 @@ def _parse_istio(problems: _Problems, value: Any) -> IstioConfig | None:
             "defaultRevision",
         ),
     )
-    version = section.get("version")
-    if version is None:
-        problems.missing("istio.version", "an exact chart version x.y.z, 1.20.0 or newer")
-    elif (why := _version_problem(version)) is not None:
-        problems.bad("istio.version", version, why)
-        version = None
+    version = _required_version(problems, "istio.version", section.get("version"))
 
     profile = _typed(
         problems,
@@ -461,6 +461,17 @@ def _check_target(problems: _Problems, path: str, target: str, targets: set[str]
         )
 
 
+def _is_revision(problems: _Problems, path: str, value: Any, names: set[str]) -> bool:
+    if value in names:
+        return True
+    problems.bad(
+        path,
+        value,
+        f"no such revision; declared: {', '.join(sorted(names))} (a revision still in use cannot be removed)",
+    )
+    return False
+
+
 def _parse_revisions(
     problems: _Problems, istio: Mapping[str, Any]
 ) -> tuple[tuple[Revision, ...], tuple[tuple[str, str], ...], str | None]:
@@ -474,12 +485,8 @@ def _parse_revisions(
             problems.bad(path, name, f"a revision name must be {label}")
             continue
         entry = _mapping(problems, path, raw_revisions[name], ("version",))
-        version = entry.get("version")
-        if version is None:
-            problems.missing(f"{path}.version", "an exact chart version x.y.z, 1.20.0 or newer")
-        elif (why := _version_problem(version)) is not None:
-            problems.bad(f"{path}.version", version, why)
-        else:
+        version = _required_version(problems, f"{path}.version", entry.get("version"))
+        if version is not None:
             revisions.append(Revision(name, version))
     names = {r.name for r in revisions}
 
@@ -494,13 +501,7 @@ def _parse_revisions(
             problems.bad(path, target, "a tag cannot have the name of a revision")
         elif not names:
             problems.bad(path, target, "tags point at revisions: declare istio.revisions")
-        elif target not in names:
-            problems.bad(
-                path,
-                target,
-                f"no such revision; declared: {', '.join(sorted(names))} (a revision still in use cannot be removed)",
-            )
-        else:
+        elif _is_revision(problems, path, target, names):
             tags.append((tag, target))
 
     default_revision = istio.get("defaultRevision")
@@ -516,12 +517,7 @@ def _parse_revisions(
     elif not names:
         problems.bad("istio.defaultRevision", default_revision, "declare istio.revisions first")
         default_revision = None
-    elif default_revision not in names:
-        problems.bad(
-            "istio.defaultRevision",
-            default_revision,
-            f"no such revision; declared: {', '.join(sorted(names))} (a revision still in use cannot be removed)",
-        )
+    elif not _is_revision(problems, "istio.defaultRevision", default_revision, names):
         default_revision = None
     return tuple(revisions), tuple(tags), default_revision
 
