@@ -33,17 +33,16 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "addons"
 
 # pulumi_kubernetes loads its modules lazily, on first attribute access: touch the classes the
-# dev stack declares so the floor pays for the same modules the program does. `meta.v1` holds
-# ObjectMeta: the SDK loads it to resolve the type of every resource's `metadata`.
+# dev stack declares so the floor pays for the same modules the program does, and no more (both
+# directions are checked before measuring). `meta.v1` holds ObjectMeta: the SDK loads it to resolve
+# the type of every resource's `metadata`.
 FLOOR = """
 import pulumi, pulumi.runtime, yaml
 from google.protobuf import json_format
 import pulumi_kubernetes as k8s
 import pulumi_command as command
 (k8s.Provider, k8s.helm.v3.Release, k8s.helm.v3.RepositoryOptsArgs, command.local.Command)
-(k8s.core.v1.Namespace, k8s.core.v1.NamespacePatch, k8s.core.v1.ConfigMap, k8s.core.v1.Service)
-(k8s.core.v1.ServiceAccount, k8s.apps.v1.Deployment, k8s.rbac.v1.ClusterRole, k8s.rbac.v1.ClusterRoleBinding)
-(k8s.meta.v1.ObjectMetaArgs,)
+(k8s.core.v1.Namespace, k8s.core.v1.NamespacePatch, k8s.yaml.v2.ConfigGroup, k8s.meta.v1.ObjectMetaArgs)
 """
 
 PREVIEW = """
@@ -109,9 +108,10 @@ def site_modules(code: str, env: Mapping[str, str]) -> set[str]:
     return set(json.loads(done.stdout.splitlines()[-1]))
 
 
-def check_floor(preview: str, env: Mapping[str, str]) -> list[str]:
-    """SDK modules the preview loads and the floor does not: the floor must have none."""
-    return sorted(site_modules(preview, env) - site_modules(FLOOR, env))
+def check_floor(preview: str, env: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """SDK modules only the preview loads, and only the floor loads: like for like means neither."""
+    preview_modules, floor_modules = site_modules(preview, env), site_modules(FLOOR, env)
+    return sorted(preview_modules - floor_modules), sorted(floor_modules - preview_modules)
 
 
 def main() -> int:
@@ -134,9 +134,12 @@ def main() -> int:
         "preview, normal exit": python(preview),
     }
     with bench_env() as env:
-        missing = check_floor(preview, env)
-        if missing:
-            print(f"the floor does not import these modules the preview loads: {', '.join(missing)}")
+        missing, extra = check_floor(preview, env)
+        if missing or extra:
+            if missing:
+                print(f"the floor does not import these modules the preview loads: {', '.join(missing)}")
+            if extra:
+                print(f"the floor imports these modules the preview never loads: {', '.join(extra)}")
             return 2
         for argv in variants.values():
             run(argv, env)  # fill the bytecode cache and the OS file cache before measuring

@@ -8,7 +8,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.addons import Addon
+from components.addons import addon_group
 from components.config import ISTIO_NAMESPACE, MeshConfig
 from components.control_plane import ControlPlane
 from components.dashboards import access
@@ -62,7 +62,7 @@ class Mesh(pulumi.ComponentResource):
                 opts=child,
             )
         self.addons = [
-            Addon(
+            addon_group(
                 addon,
                 objects,
                 namespace=self.control_plane.namespace,

@@ -198,6 +198,12 @@ def resource_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Cha
         for name in META_FIELDS
         if not _same_scalar(old_value := _meta(old)[name], new_value := _meta(new)[name])
     ]
+    if new.get("remote") and old.get("remote"):
+        # A remote component's inputs are arguments to its provider's Construct call, not state the
+        # engine diffs: the engine hands them to Construct and records the component the provider
+        # registers (pulumi/pulumi pkg/resource/deploy/source_eval.go). A change shows on the
+        # resources it constructs, as in `pulumi preview`.
+        return changes
     old_inputs = _stackless_refs(old.get("inputs") or {})
     new_inputs = _stackless_refs(new.get("inputs") or {})
     changes.extend(Change(path, a, b) for path, a, b in changed_paths(old_inputs, new_inputs))

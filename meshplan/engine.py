@@ -35,6 +35,8 @@ _SIG_SECRET = "1b47061264138c4ac30d75fd1eb44270"
 _SIG_RESOURCE = "5cf8f73096256a8f31e491e813e4eb8e"
 _UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
+CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
+
 # Provider arguments the kubernetes SDK fills from the environment when the program leaves them
 # unset; cleared while rendering so a plan depends on the repository alone, not on the shell.
 _AMBIENT_ENV = ("KUBECONFIG", "PULUMI_CONFIG", "PULUMI_K8S_")
@@ -46,6 +48,7 @@ class Registration:
     type: str
     name: str
     custom: bool
+    remote: bool  # a component its provider constructs (kubernetes:yaml/v2:ConfigGroup)
     parent: str | None
     dependencies: tuple[str, ...]
     provider: str | None
@@ -68,6 +71,7 @@ class Registration:
             "type": self.type,
             "name": self.name,
             "custom": self.custom,
+            "remote": self.remote,
             "parent": self.parent,
             "dependsOn": sorted(set(self.dependencies)),
             "provider": self.provider,
@@ -177,25 +181,74 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
                 return super().RegisterResource(request)
             response = super().RegisterResource(request)
             wire = json_format.MessageToDict(request.object)
-            self.registrations.append(
-                Registration(
-                    urn=response.urn,
-                    type=request.type,
-                    name=request.name,
-                    custom=bool(request.custom),
-                    parent=request.parent or None,
-                    dependencies=tuple(request.dependencies),
-                    provider=_strip_id(request.provider) or None,
-                    providers={k: _strip_id(v) for k, v in sorted(request.providers.items())},
-                    protect=bool(request.protect),
-                    retain_on_delete=bool(request.retainOnDelete),
-                    ignore_changes=tuple(request.ignoreChanges),
-                    delete_before_replace=bool(request.deleteBeforeReplace),
-                    inputs=normalize(wire),
-                    wire=wire,
-                )
+            group = Registration(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                custom=bool(request.custom),
+                remote=bool(request.remote),
+                parent=request.parent or None,
+                dependencies=tuple(request.dependencies),
+                provider=_strip_id(request.provider) or None,
+                providers={k: _strip_id(v) for k, v in sorted(request.providers.items())},
+                protect=bool(request.protect),
+                retain_on_delete=bool(request.retainOnDelete),
+                ignore_changes=tuple(request.ignoreChanges),
+                delete_before_replace=bool(request.deleteBeforeReplace),
+                inputs=normalize(wire),
+                wire=wire,
             )
+            self.registrations.append(group)
+            if group.remote and group.type == CONFIG_GROUP:
+                self.registrations.extend(self._constructed_objects(group))
             return response
+
+        def _constructed_objects(self, group: Registration) -> list[Registration]:
+            """The resources the kubernetes provider's Construct registers for a yaml/v2 ConfigGroup.
+
+            The program never registers these itself, so the mock engine would not see them: they are
+            added here as the provider names them. One resource per object, of the object's own type,
+            child of the group, named `<resourcePrefix>-<namespace>/<name>`, or `<resourcePrefix>-<name>`
+            when the manifest gives no namespace; the prefix defaults to the group's name
+            (https://github.com/pulumi/pulumi-kubernetes/issues/2870). The provider also orders them
+            (CRDs and Namespaces first, `config.kubernetes.io/depends-on`), which is not recorded here:
+            `dependsOn` stays the group's, on the group. Protect is inherited from the parent.
+            """
+            objects = group.wire.get("objs")
+            if not isinstance(objects, list):
+                return []  # unknown or secret as a whole: the objects are not known before deploying
+            prefix = group.wire.get("resourcePrefix") or group.name
+            constructed = []
+            for obj in objects:
+                metadata = obj.get("metadata") or {}
+                group_name, _, version = str(obj.get("apiVersion", "")).rpartition("/")
+                type_ = f"kubernetes:{group_name or 'core'}/{version}:{obj.get('kind')}"
+                namespace = metadata.get("namespace")
+                name = (
+                    f"{prefix}-{namespace}/{metadata.get('name')}"
+                    if namespace
+                    else f"{prefix}-{metadata.get('name')}"
+                )
+                constructed.append(
+                    Registration(
+                        urn=self.make_urn(group.urn, type_, name),
+                        type=type_,
+                        name=name,
+                        custom=True,
+                        remote=False,
+                        parent=group.urn,
+                        dependencies=(),
+                        provider=group.provider,
+                        providers={},
+                        protect=group.protect,
+                        retain_on_delete=False,
+                        ignore_changes=(),
+                        delete_before_replace=False,
+                        inputs=normalize(obj),
+                        wire=obj,
+                    )
+                )
+            return constructed
 
     return RecordingMonitor
 

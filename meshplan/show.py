@@ -15,6 +15,7 @@ from typing import Any
 from meshplan.diff import short_ref
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
+CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
 SERVICE = "kubernetes:core/v1:Service"
 LABELLED_KINDS = ("kubernetes:core/v1:Namespace", "kubernetes:core/v1:NamespacePatch")
 PROVIDER_PREFIX = "pulumi:providers:"
@@ -94,6 +95,12 @@ def key_inputs(resource: Mapping[str, Any]) -> list[str]:
             lines.append("values: " + ", ".join(sorted(values)))
         elif values:
             lines.append(f"values: {text(values)}")
+    elif type_ == CONFIG_GROUP:
+        objects = inputs.get("objs")
+        if isinstance(objects, list):
+            lines.append(f"objects: {len(objects)}")  # each one is a resource of its own below
+        elif objects is not None:
+            lines.append(f"objs: {text(objects)}")
     elif type_.startswith(COMMAND_PREFIX):
         lines += [f"{key}: {text(inputs[key])}" for key in ("create", "update", "delete") if key in inputs]
         if inputs.get("triggers"):

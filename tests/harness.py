@@ -20,6 +20,7 @@ NAMESPACE_PATCH = "kubernetes:core/v1:NamespacePatch"
 SERVICE = "kubernetes:core/v1:Service"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
 COMMAND = "command:local:Command"
 PROVIDER = "pulumi:providers:kubernetes"
 

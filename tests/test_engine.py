@@ -11,6 +11,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from meshplan import engine
 from tests.harness import FIXTURE_ADDONS, build
 
@@ -65,14 +67,20 @@ def test_render_leaves_the_collector_as_it_found_it() -> None:
     assert gc.isenabled()
 
 
-def test_render_keeps_a_callers_frozen_objects_frozen() -> None:
+def test_render_keeps_a_callers_frozen_objects_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Not the freeze count itself: frozen objects the render releases (a first render drops some
+    # lazily built caches) leave the permanent generation without anyone unfreezing it.
+    calls: list[str] = []
     gc.freeze()
     try:
-        frozen = gc.get_freeze_count()
-        assert frozen > 0
+        assert gc.get_freeze_count() > 0
+        monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+        monkeypatch.setattr(gc, "unfreeze", lambda: calls.append("unfreeze"))
         build("dev")
-        assert gc.get_freeze_count() == frozen
+        assert calls == []
+        assert gc.get_freeze_count() > 0
     finally:
+        monkeypatch.undo()
         gc.unfreeze()
 
 
@@ -90,3 +98,62 @@ def test_each_render_has_its_own_stack_and_exports() -> None:
     assert "revisions" not in dev.outputs
     top_level = [r.parent for r in dev.resources if r.type == "istio-mesh:index:Mesh"]
     assert top_level == ["urn:pulumi:dev::istio-mesh::pulumi:pulumi:Stack::istio-mesh-dev"]
+
+
+# --- objects a yaml/v2 ConfigGroup's provider constructs -------------------------------------------
+
+CONFIG_GROUP_PROGRAM = """
+import pulumi
+import pulumi_kubernetes as k8s
+
+cluster = k8s.Provider("cluster", context="kind-test")
+objs = [
+    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}},
+    {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"},
+     "data": {"token": pulumi.Output.secret("s3cr3t")}},
+    {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 2}},
+]
+k8s.yaml.v2.ConfigGroup("app", objs=objs, opts=pulumi.ResourceOptions(provider=cluster, protect=True))
+k8s.yaml.v2.ConfigGroup("other", objs=objs[:1], resource_prefix="blue",
+                        opts=pulumi.ResourceOptions(provider=cluster))
+"""
+
+
+def _config_group_render(tmp_path: Path) -> engine.Render:
+    (tmp_path / "__main__.py").write_text(CONFIG_GROUP_PROGRAM)
+    result = engine.render(tmp_path, "test", {})
+    assert result.error is None
+    return result
+
+
+def test_config_group_objects_are_resources_named_as_the_provider_names_them(tmp_path: Path) -> None:
+    result = _config_group_render(tmp_path)
+    by_name = {r.name: r for r in result.registrations}
+    group, provider = by_name["app"], by_name["cluster"]
+    assert (group.remote, group.custom) == (True, False)
+    prefix = "urn:pulumi:test::istio-mesh::kubernetes:yaml/v2:ConfigGroup$"
+    assert [(r.urn, r.type) for r in result.registrations if r.parent == group.urn] == [
+        (prefix + "kubernetes:core/v1:Namespace::app-shop", "kubernetes:core/v1:Namespace"),
+        (prefix + "kubernetes:core/v1:ConfigMap::app-shop/settings", "kubernetes:core/v1:ConfigMap"),
+        (prefix + "kubernetes:apps/v1:Deployment::app-web", "kubernetes:apps/v1:Deployment"),
+    ]
+    for child in (by_name["app-shop"], by_name["app-shop/settings"], by_name["app-web"]):
+        assert child.custom and not child.remote
+        assert child.provider == provider.urn  # the group's provider constructs them
+        assert child.protect  # inherited from the group
+        assert child.dependencies == ()
+    assert by_name["app-web"].inputs == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 2},
+    }
+    other = by_name["other"]
+    assert [r.name for r in result.registrations if r.parent == other.urn] == ["blue-shop"]
+    assert not by_name["blue-shop"].protect
+
+
+def test_a_secret_inside_a_config_group_stays_secret_in_its_object(tmp_path: Path) -> None:
+    settings = {r.name: r for r in _config_group_render(tmp_path).registrations}["app-shop/settings"]
+    assert settings.inputs["data"] == {"token": engine.SECRET}
+    assert settings.raw_inputs["data"] == {"token": "s3cr3t"}

@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 import yaml
 
-from components.kinds import object_key
+from components.addons import object_key
 from tests.harness import (
     COMMAND,
+    CONFIG_GROUP,
     CONFIG_MAP,
     DEPLOYMENT,
     FIXTURE_ADDONS,
@@ -73,12 +74,12 @@ def test_kubeconfig_reaches_the_provider_and_every_kubectl_call() -> None:
 def test_the_mesh_components_nest_under_one_mesh(dev: Graph) -> None:
     (mesh,) = dev.of_type(MESH)
     assert sorted((r.type, r.name) for r in dev.children(mesh)) == [
-        ("istio-mesh:index:Addon", "grafana"),
-        ("istio-mesh:index:Addon", "jaeger"),
-        ("istio-mesh:index:Addon", "kiali"),
-        ("istio-mesh:index:Addon", "prometheus"),
         (CONTROL_PLANE, "control-plane"),
         ("istio-mesh:index:Injection", "injection"),
+        (CONFIG_GROUP, "grafana"),
+        (CONFIG_GROUP, "jaeger"),
+        (CONFIG_GROUP, "kiali"),
+        (CONFIG_GROUP, "prometheus"),
     ]
     assert mesh.providers == {"kubernetes": dev.of_type(PROVIDER)[0].urn}
     assert dev.ancestors(dev.release("istiod")) == [CONTROL_PLANE, MESH]
@@ -118,12 +119,33 @@ def test_control_plane_order_namespace_base_istiod_gateways(dev: Graph) -> None:
 def test_addons_need_only_the_namespace_never_the_control_plane(dev: Graph) -> None:
     namespace = dev.get(NAMESPACE, "istio-system")
     base, istiod = dev.release("istio-base"), dev.release("istiod")
-    addon_objects = [r for r in dev.resources if "istio-mesh:index:Addon" in dev.ancestors(r)]
-    assert len(addon_objects) >= 20
-    for resource in addon_objects:
-        assert dev.depends_on(resource, namespace), resource.name
-        assert not dev.depends_on(resource, istiod), resource.name
-        assert not dev.depends_on(resource, base), resource.name
+    groups = dev.of_type(CONFIG_GROUP)
+    assert sorted(g.name for g in groups) == ["grafana", "jaeger", "kiali", "prometheus"]
+    for group in groups:
+        assert group.dependencies == (namespace.urn,), group.name
+        assert not dev.depends_on(group, istiod), group.name
+        assert not dev.depends_on(group, base), group.name
+    # The provider constructs the objects once the group's dependencies are in place; the objects
+    # themselves wait for nothing outside their group.
+    addon_objects = [r for r in dev.resources if CONFIG_GROUP in dev.ancestors(r)]
+    assert len(addon_objects) == 21
+    assert all(r.dependencies == () and r.custom for r in addon_objects)
+
+
+def test_each_addon_object_is_a_resource_of_its_own_kind_in_its_group(dev: Graph) -> None:
+    kiali = dev.get(CONFIG_GROUP, "kiali")
+    assert kiali.remote and not kiali.custom
+    assert kiali.provider == dev.of_type(PROVIDER)[0].urn
+    assert sorted((r.type, r.name) for r in dev.children(kiali)) == [
+        ("kubernetes:apps/v1:Deployment", "kiali-istio-system/kiali"),
+        ("kubernetes:core/v1:ConfigMap", "kiali-istio-system/kiali"),
+        ("kubernetes:core/v1:Service", "kiali-istio-system/kiali"),
+        ("kubernetes:core/v1:ServiceAccount", "kiali-istio-system/kiali"),
+        ("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "kiali-kiali"),
+        ("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", "kiali-kiali"),
+    ]
+    # The group carries the objects as the manifest has them, dashboards applied, in manifest order.
+    assert [o["kind"] for o in kiali.inputs["objs"]] == [r.inputs["kind"] for r in dev.children(kiali)]
 
 
 def test_demo_profile_is_spelled_out_for_1_20_charts(dev: Graph) -> None:
@@ -230,7 +252,7 @@ def test_every_kubernetes_object_has_exactly_one_owner(dev: Graph) -> None:
     owned = [
         object_key(r.inputs)
         for r in dev.resources
-        if r.type.startswith("kubernetes:") and r.type not in (RELEASE, NAMESPACE_PATCH)
+        if r.type.startswith("kubernetes:") and r.custom and r.type not in (RELEASE, NAMESPACE_PATCH)
     ]
     assert len(owned) == len(set(owned))
     services = [r.inputs["metadata"]["name"] for r in dev.of_type(SERVICE)]
@@ -242,7 +264,8 @@ def test_every_kubernetes_object_has_exactly_one_owner(dev: Graph) -> None:
 
 
 def _service(graph: Graph, name: str) -> dict[str, Any]:
-    return dict(graph.get(SERVICE, f"istio-system/{name}").inputs)
+    """The addon's own Service: the one its ConfigGroup (named after the addon) declares."""
+    return dict(graph.get(SERVICE, f"{name}-istio-system/{name}").inputs)
 
 
 def test_dashboards_are_the_addons_own_services_on_fixed_node_ports(dev: Graph) -> None:
@@ -355,6 +378,6 @@ def test_a_missing_addon_file_is_a_clear_error(tmp_path: Any) -> None:
 
 
 def test_kiali_config_map_is_declared_from_the_addon(dev: Graph) -> None:
-    config_map = dev.get(CONFIG_MAP, "istio-system/kiali")
+    config_map = dev.get(CONFIG_MAP, "kiali-istio-system/kiali")
     assert "config.yaml" in config_map.inputs["data"]
-    assert dev.get(DEPLOYMENT, "istio-system/kiali").inputs["metadata"]["name"] == "kiali"
+    assert dev.get(DEPLOYMENT, "kiali-istio-system/kiali").inputs["metadata"]["name"] == "kiali"

@@ -6,10 +6,13 @@ import json
 
 import yaml
 
-from tests.harness import CONFIG_MAP, DEPLOYMENT, FIXTURE_ADDONS, PROD_PASSWORD, build
+from tests.harness import CONFIG_GROUP, CONFIG_MAP, DEPLOYMENT, FIXTURE_ADDONS, PROD_PASSWORD, build
 
 PEER_AUTHENTICATION = "kubernetes:security.istio.io/v1:PeerAuthentication"
 SECRET_TYPE = "kubernetes:core/v1:Secret"
+# Addon objects, as the kubernetes provider names them in their addon's ConfigGroup.
+KIALI_CONFIG = "kiali-istio-system/kiali"
+GRAFANA_DEPLOYMENT = "grafana-istio-system/grafana"
 
 
 def _kiali_strategy(graph_config_map: dict) -> str:
@@ -37,10 +40,10 @@ def test_no_mtls_resource_unless_asked() -> None:
 
 
 def test_kiali_uses_token_login_unless_the_stack_says_anonymous() -> None:
-    assert _kiali_strategy(dict(build("prod").get(CONFIG_MAP, "istio-system/kiali").inputs)) == "token"
+    assert _kiali_strategy(dict(build("prod").get(CONFIG_MAP, KIALI_CONFIG).inputs)) == "token"
     assert (
         _kiali_strategy(
-            dict(build(dashboards={"kiali": {"auth": None}}).get(CONFIG_MAP, "istio-system/kiali").inputs)
+            dict(build(dashboards={"kiali": {"auth": None}}).get(CONFIG_MAP, KIALI_CONFIG).inputs)
         )
         == "token"
     )
@@ -52,15 +55,13 @@ def test_an_explicit_anonymous_kiali_keeps_the_addons_config_as_shipped() -> Non
         for o in yaml.safe_load_all((FIXTURE_ADDONS / "app-labels" / "kiali.yaml").read_text())
         if o and o["kind"] == "ConfigMap"
     )
-    declared = build().get(CONFIG_MAP, "istio-system/kiali").inputs
+    declared = build().get(CONFIG_MAP, KIALI_CONFIG).inputs
     assert declared["data"]["config.yaml"] == shipped["data"]["config.yaml"]
 
 
 def test_grafana_login_comes_from_the_secret_and_anonymous_admin_is_off() -> None:
     graph = build("prod")
-    env = graph.get(DEPLOYMENT, "istio-system/grafana").inputs["spec"]["template"]["spec"]["containers"][0][
-        "env"
-    ]
+    env = graph.get(DEPLOYMENT, GRAFANA_DEPLOYMENT).inputs["spec"]["template"]["spec"]["containers"][0]["env"]
     by_name = {e["name"]: e for e in env}
     assert by_name["GF_AUTH_ANONYMOUS_ENABLED"] == {"name": "GF_AUTH_ANONYMOUS_ENABLED", "value": "false"}
     assert by_name["GF_SECURITY_ADMIN_PASSWORD"] == {
@@ -69,7 +70,10 @@ def test_grafana_login_comes_from_the_secret_and_anonymous_admin_is_off() -> Non
     }
     assert len(env) == len(by_name)  # each variable set once
     secret = graph.get(SECRET_TYPE, "istio-system/grafana-admin")
-    assert graph.depends_on(graph.get(DEPLOYMENT, "istio-system/grafana"), secret)
+    # Grafana's objects are constructed only once the Secret they read exists.
+    grafana = graph.get(CONFIG_GROUP, "grafana")
+    assert graph.depends_on(grafana, secret)
+    assert graph.get(DEPLOYMENT, GRAFANA_DEPLOYMENT).parent == grafana.urn
     # The engine receives the password as a Pulumi secret, so the state stores it encrypted.
     assert secret.inputs["stringData"] == "[secret]"
     assert secret.raw_inputs["stringData"] == {"admin-password": PROD_PASSWORD}
@@ -84,9 +88,7 @@ def test_the_password_appears_nowhere_in_plain_text() -> None:
 
 def test_dev_keeps_the_hand_made_anonymous_grafana() -> None:
     graph = build()
-    env = graph.get(DEPLOYMENT, "istio-system/grafana").inputs["spec"]["template"]["spec"]["containers"][0][
-        "env"
-    ]
+    env = graph.get(DEPLOYMENT, GRAFANA_DEPLOYMENT).inputs["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "GF_AUTH_ANONYMOUS_ENABLED", "value": "true"} in env
     assert [r for r in graph.resources if r.type == SECRET_TYPE] == []
 

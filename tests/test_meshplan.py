@@ -44,7 +44,7 @@ PROD = (
     "--project-dir", str(ROOT), "--stack", "prod", "--config", PROD_ADDONS,
     "--config", f"grafanaAdminPassword={PROD_PASSWORD}",
 )  # fmt: skip
-KIALI_SERVICE = "kubernetes:core/v1:Service::istio-system/kiali"
+KIALI_SERVICE = "kubernetes:yaml/v2:ConfigGroup$kubernetes:core/v1:Service::kiali-istio-system/kiali"
 # Pulumi passphrase ciphertexts (made up): they must never be printed, not even in an error.
 TOKEN_CIPHERTEXT = "v1:c2VjcmV0bm9uY2U=:Y2lwaGVydGV4dG9mdGhldG9rZW4="
 PASSWORD_CIPHERTEXT = "v1:bm9uY2Vub25jZQ==:Y2lwaGVydGV4dHBhc3N3b3Jk"
@@ -163,7 +163,7 @@ def test_diff_one_node_port_is_one_path(
 
     text = meshplan(capsys, "diff", *DEV, *change).out
     assert (
-        f"~ kubernetes:core/v1:Service istio-system/kiali\n    spec.ports[{index}].nodePort: 30007 → 30010\n"
+        f"~ kubernetes:core/v1:Service kiali-istio-system/kiali\n    spec.ports[{index}].nodePort: 30007 → 30010\n"
         in text
     )
     assert text.endswith(
@@ -242,7 +242,9 @@ def test_diff_reports_options_as_bracketed_paths(
 ) -> None:
     old = json.loads(json.dumps(dev_plan))
     kiali = next(r for r in old["resources"] if r["urn"].endswith(KIALI_SERVICE))
-    kiali["dependsOn"] = []
+    namespace = next(r for r in old["resources"] if r["type"] == "kubernetes:core/v1:Namespace")
+    assert kiali["dependsOn"] == []  # the Service waits through its ConfigGroup
+    kiali["dependsOn"] = [namespace["urn"]]
     kiali["ignoreChanges"] = ["spec"]
     kiali["inputs"]["metadata"]["labels"]["istio.io/rev"] = "canary"
     saved = tmp_path / "old.json"
@@ -407,7 +409,9 @@ def test_diff_against_git_revision(capsys: pytest.CaptureFixture[str], tmp_path:
     result = run.json()
     assert result["create"] == [] and result["delete"] == []
     assert len(result["update"]) == 1
-    assert result["update"][0]["urn"].endswith("kubernetes:core/v1:Service::istio-system/prometheus")
+    assert result["update"][0]["urn"].endswith(
+        "kubernetes:core/v1:Service::prometheus-istio-system/prometheus"
+    )
     assert result["update"][0]["paths"] == ["spec.ports[0].nodePort"]
 
     text = meshplan(capsys, "diff", "--exit-code", *args)
@@ -640,3 +644,23 @@ def test_a_change_of_dependencies_alone_is_no_update_as_in_pulumi_preview() -> N
     }
     (update,) = diff_plans(old, changed).resources
     assert [c.path for c in update.changes] == ["[dependsOn]", "data.k"]
+
+
+def _component(remote: bool, objs: list[dict[str, Any]]) -> dict[str, Any]:
+    group = _resource("addon", [], {"objs": objs})
+    return {**group, "type": "kubernetes:yaml/v2:ConfigGroup", "custom": False, "remote": remote}
+
+
+def test_a_remote_components_own_inputs_are_not_diffed() -> None:
+    # The provider's Construct call takes them; the change shows on the objects it constructs.
+    old = {"resources": [_component(True, [{"kind": "ConfigMap", "data": {"k": "1"}}])]}
+    new = {"resources": [_component(True, [{"kind": "ConfigMap", "data": {"k": "2"}}])]}
+    assert (diff_plans(old, new).resources, diff_plans(old, new).unchanged) == ([], 1)
+    # Its options still are, and a component the program registers itself diffs on its inputs.
+    protected = {"resources": [{**new["resources"][0], "protect": True}]}
+    (update,) = diff_plans(old, protected).resources
+    assert [c.path for c in update.changes] == ["[protect]"]
+    local_old = {"resources": [_component(False, [{"kind": "ConfigMap", "data": {"k": "1"}}])]}
+    local_new = {"resources": [_component(False, [{"kind": "ConfigMap", "data": {"k": "2"}}])]}
+    (update,) = diff_plans(local_old, local_new).resources
+    assert [c.path for c in update.changes] == ["objs[0].data.k"]

@@ -11,7 +11,18 @@ import pytest
 
 from components.config import ConfigError, Revision, parse_config
 from meshplan.diff import diff_plans
-from tests.harness import COMMAND, NAMESPACE, NAMESPACE_PATCH, RELEASE, ROOT, Graph, Replace, build
+from meshplan.engine import Registration
+from tests.harness import (
+    COMMAND,
+    CONFIG_GROUP,
+    NAMESPACE,
+    NAMESPACE_PATCH,
+    RELEASE,
+    ROOT,
+    Graph,
+    Replace,
+    build,
+)
 
 WEBHOOK = "kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration"
 
@@ -350,24 +361,31 @@ def test_oci_repositories_name_the_chart_by_url() -> None:
 
 
 def destroy_order(graph: Graph) -> list[str]:
-    """The order the engine deletes custom resources in: every dependent before what it depends on."""
-    custom = [r for r in graph.resources if r.custom]
-    remaining = {r.urn: r for r in custom}
+    """The order the engine deletes custom resources in: every dependent before what it depends on.
+
+    As in the engine's dependency graph, a resource depends on its dependencies, its provider and
+    its parent, so the objects a ConfigGroup constructs go before the group, and the group (which
+    depends on the namespace) before the namespace. Components are deleted too, but only the custom
+    resources' order is returned.
+    """
+    remaining = {r.urn: r for r in graph.resources}
+
+    def needs(resource: Registration) -> set[str | None]:
+        return {*resource.dependencies, resource.provider, resource.parent}
+
     order: list[str] = []
     while remaining:
         # Deletable now: nothing still present depends on it.
         ready = sorted(
             urn
             for urn in remaining
-            if not any(
-                urn in other.dependencies or urn == other.provider
-                for other in remaining.values()
-                if other.urn != urn
-            )
+            if not any(urn in needs(other) for other in remaining.values() if other.urn != urn)
         )
         assert ready, "dependency cycle"
         for urn in ready:
-            order.append(remaining.pop(urn).name)
+            resource = remaining.pop(urn)
+            if resource.custom:
+                order.append(resource.name)
     return order
 
 
@@ -385,7 +403,8 @@ def test_destroy_restores_labels_then_gateways_revisions_base_and_the_namespace(
     tags = graph.names(WEBHOOK)
     gateways = ["istio-ingressgateway"]
     istiods = [n for n in graph.names(RELEASE) if n.startswith("istiod-")]
-    addon_objects = [r.name for r in graph.resources if "istio-mesh:index:Addon" in graph.ancestors(r)]
+    addon_objects = [r.name for r in graph.resources if CONFIG_GROUP in graph.ancestors(r)]
+    assert len(addon_objects) == 21
     assert max(position(labels)) < min(position(tags))
     assert max(position(tags)) < min(position(istiods))
     assert max(position(gateways)) < min(position(istiods))
