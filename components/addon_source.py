@@ -32,7 +32,7 @@ _CHECKSUM_TABLE = "components/addon_checksums.py"
 
 # libyaml is several times faster on the multi-thousand-line Kiali and Grafana manifests; both loaders
 # build the same plain Python objects, so the fallback only costs time.
-_YAML_LOADER: type[yaml.SafeLoader | yaml.CSafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+YAML_LOADER: type[yaml.SafeLoader | yaml.CSafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class AddonSourceError(Exception):
@@ -272,7 +272,7 @@ class _NamedText(io.StringIO):
 
 def _load_documents(text: str, origin: str) -> Iterator[tuple[int, Any]]:
     index = 0
-    documents = yaml.load_all(_NamedText(text, origin), Loader=_YAML_LOADER)
+    documents = yaml.load_all(_NamedText(text, origin), Loader=YAML_LOADER)
     while True:
         try:
             doc = next(documents)

@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from components.addon_source import YAML_LOADER
+
 GRAFANA_ADMIN_SECRET = "grafana-admin"
 GRAFANA_PASSWORD_KEY = "admin-password"
 
@@ -32,7 +34,7 @@ def kiali_auth(objects: Sequence[Mapping[str, Any]], strategy: str) -> list[dict
     result = [copy.deepcopy(dict(o)) for o in objects]
     config_map = _find(result, "ConfigMap", "kiali", "kiali")
     data = config_map.setdefault("data", {})
-    settings = yaml.safe_load(data.get("config.yaml") or "") or {}
+    settings = yaml.load(data.get("config.yaml") or "", Loader=YAML_LOADER) or {}
     if not isinstance(settings, dict):
         raise HardeningError("the kiali addon's ConfigMap `kiali` has a config.yaml that is not a mapping")
     auth = settings.setdefault("auth", {})

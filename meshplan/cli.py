@@ -25,7 +25,7 @@ from meshplan import diff as plan_diff
 from meshplan import graph, show
 from meshplan.engine import SECRET, render
 from meshplan.revisions import RenderRequest, RevisionError, checkout, render_all
-from meshplan.stacks import StackConfigError, load_stack
+from meshplan.stacks import YAML_LOADER, StackConfigError, load_stack
 
 EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
 
@@ -63,7 +63,7 @@ class Redactor:
         # Line by line as well as parsed: a file the YAML parser rejects still has its secrets.
         self._add(m["value"] for m in _SECURE_LINE.finditer(text))
         with contextlib.suppress(yaml.YAMLError):
-            self._collect(yaml.safe_load(text))
+            self._collect(yaml.load(text, Loader=YAML_LOADER))
 
     def _add(self, values: Iterable[str]) -> None:
         # Ciphertexts are long; a short `secure:` value (a `secure: false` under some chart's values)

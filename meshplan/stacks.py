@@ -11,6 +11,9 @@ import yaml
 
 from meshplan.engine import PROJECT, SECRET
 
+# libyaml when available, as for the addon manifests: the same plain objects, parsed in C.
+YAML_LOADER: type[yaml.SafeLoader | yaml.CSafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class StackConfigError(Exception):
     """A stack file or a --config override that cannot be read; the message says which and why."""
@@ -44,7 +47,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except OSError as error:
         raise StackConfigError(f"cannot read {path}: {error.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=YAML_LOADER)
     except yaml.YAMLError as error:
         raise StackConfigError(f"{path} is not valid YAML: {error}") from None
     if data is None:
@@ -76,7 +79,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key.strip():
         raise StackConfigError(f"--config {text!r}: expected KEY=VALUE, e.g. dashboards.kiali.nodePort=30010")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=YAML_LOADER) if raw.strip() else ""
     except yaml.YAMLError as error:
         raise StackConfigError(f"--config {text!r}: the value is not valid YAML: {error}") from None
     path = key.strip().removeprefix(f"{PROJECT}:").split(".")

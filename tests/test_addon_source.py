@@ -392,7 +392,7 @@ def yaml_loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     # Every parsing test also runs with the pure-Python loader, which is what machines without
     # libyaml get.
     if request.param == "pure-python":
-        monkeypatch.setattr(addon_source, "_YAML_LOADER", yaml.SafeLoader)
+        monkeypatch.setattr(addon_source, "YAML_LOADER", yaml.SafeLoader)
     return request.param
 
 
