@@ -146,9 +146,16 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
     from pulumi.runtime.settings import get_project, get_stack
 
     class _Mocks(pulumi.runtime.Mocks):
-        """Resources echo their inputs as outputs, as a freshly created resource would."""
+        """Resources echo their inputs as outputs, as a freshly created resource would.
+
+        Components are the exception: their outputs are never their inputs. A local component's
+        come from its own `register_outputs`, a remote one's from what its provider's Construct
+        returns (a yaml/v2 ConfigGroup's `resources`, which the program does not read).
+        """
 
         def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
+            if not args.custom:
+                return f"{args.name}-id", {}
             outputs = dict(args.inputs)
             if args.typ == "kubernetes:helm.sh/v3:Release":
                 outputs["status"] = _release_status(args.inputs, args.name)
