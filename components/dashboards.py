@@ -22,11 +22,14 @@ class DashboardError(Exception):
 
 
 def expose(objects: Sequence[Mapping[str, Any]], dashboard: DashboardConfig) -> list[dict[str, Any]]:
-    """Return the addon's objects with the dashboard's Service set to the stack's type and node ports."""
-    result = [copy.deepcopy(dict(obj)) for obj in objects]
+    """Return the addon's objects with the dashboard's Service set to the stack's type and node ports.
+
+    `objects` is left as it is; only the Service that changes is copied, the rest are shared.
+    """
+    result = [dict(obj) for obj in objects]
     services = [
-        obj
-        for obj in result
+        index
+        for index, obj in enumerate(result)
         if obj["kind"] == "Service"
         and obj["metadata"]["name"] == dashboard.service_name
         and obj["metadata"].get("namespace", ISTIO_NAMESPACE) == ISTIO_NAMESPACE
@@ -38,7 +41,8 @@ def expose(objects: Sequence[Mapping[str, Any]], dashboard: DashboardConfig) -> 
         )
     if dashboard.service_type == "ClusterIP":
         return result  # upstream's Service is already ClusterIP: leave it exactly as shipped
-    spec = services[0].setdefault("spec", {})
+    service = result[services[0]] = copy.deepcopy(result[services[0]])
+    spec = service.setdefault("spec", {})
     spec["type"] = dashboard.service_type
     wanted = {dashboard.port: dashboard.node_port}
     if dashboard.metrics_port is not None:

@@ -22,17 +22,19 @@ class HardeningError(Exception):
     """The addon lacks the object a login setting has to change."""
 
 
-def _find(objects: list[dict[str, Any]], kind: str, name: str, addon: str) -> dict[str, Any]:
-    found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+def _copy_of(objects: list[dict[str, Any]], kind: str, name: str, addon: str) -> dict[str, Any]:
+    """The one object of that kind and name, replaced in `objects` by a deep copy for changing."""
+    found = [i for i, o in enumerate(objects) if o["kind"] == kind and o["metadata"]["name"] == name]
     if len(found) != 1:
         raise HardeningError(f"the {addon} addon has {len(found)} {kind}(s) named {name!r}; expected one")
-    return found[0]
+    objects[found[0]] = copy.deepcopy(objects[found[0]])
+    return objects[found[0]]
 
 
 def kiali_auth(objects: Sequence[Mapping[str, Any]], strategy: str) -> list[dict[str, Any]]:
     """Set Kiali's `auth.strategy` in its ConfigMap (https://kiali.io/docs/configuration/authentication/)."""
-    result = [copy.deepcopy(dict(o)) for o in objects]
-    config_map = _find(result, "ConfigMap", "kiali", "kiali")
+    result = [dict(o) for o in objects]
+    config_map = _copy_of(result, "ConfigMap", "kiali", "kiali")
     data = config_map.setdefault("data", {})
     settings = yaml.load(data.get("config.yaml") or "", Loader=YAML_LOADER) or {}
     if not isinstance(settings, dict):
@@ -47,8 +49,8 @@ def kiali_auth(objects: Sequence[Mapping[str, Any]], strategy: str) -> list[dict
 
 def grafana_login(objects: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Turn Grafana's anonymous admin off; the admin password comes from the `grafana-admin` Secret."""
-    result = [copy.deepcopy(dict(o)) for o in objects]
-    deployment = _find(result, "Deployment", "grafana", "grafana")
+    result = [dict(o) for o in objects]
+    deployment = _copy_of(result, "Deployment", "grafana", "grafana")
     containers = deployment["spec"]["template"]["spec"]["containers"]
     grafana = next((c for c in containers if c.get("name") == "grafana"), containers[0])
     settings: dict[str, Any] = {

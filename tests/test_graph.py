@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
 import yaml
 
 from components.addons import object_key
+from components.config import PROJECT, parse_config
+from components.dashboards import expose
 from tests.harness import (
     COMMAND,
     CONFIG_GROUP,
@@ -18,9 +21,11 @@ from tests.harness import (
     NAMESPACE_PATCH,
     PROVIDER,
     RELEASE,
+    ROOT,
     SERVICE,
     Graph,
     build,
+    stack_config,
 )
 
 CHARTS = "https://istio-release.storage.googleapis.com/charts"
@@ -381,3 +386,14 @@ def test_kiali_config_map_is_declared_from_the_addon(dev: Graph) -> None:
     config_map = dev.get(CONFIG_MAP, "kiali-istio-system/kiali")
     assert "config.yaml" in config_map.inputs["data"]
     assert dev.get(DEPLOYMENT, "kiali-istio-system/kiali").inputs["metadata"]["name"] == "kiali"
+
+
+def test_a_dashboard_copies_only_the_service_it_changes() -> None:
+    raw = {key.removeprefix(f"{PROJECT}:"): value for key, value in stack_config().items()}
+    kiali = parse_config(raw, base_dir=ROOT).dashboard("kiali")
+    objects = [o for o in yaml.safe_load_all((FIXTURE_ADDONS / "app-labels" / "kiali.yaml").read_text()) if o]
+    shipped = copy.deepcopy(objects)
+    exposed = expose(objects, kiali)
+    assert objects == shipped  # the caller's objects are left as they were
+    changed = [new for new, old in zip(exposed, shipped, strict=True) if new != old]
+    assert [(o["kind"], o["metadata"]["name"]) for o in changed] == [("Service", "kiali")]

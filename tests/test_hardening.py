@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import yaml
 
+from components.hardening import grafana_login, kiali_auth
 from tests.harness import CONFIG_GROUP, CONFIG_MAP, DEPLOYMENT, FIXTURE_ADDONS, PROD_PASSWORD, build
 
 PEER_AUTHENTICATION = "kubernetes:security.istio.io/v1:PeerAuthentication"
@@ -96,3 +98,21 @@ def test_dev_keeps_the_hand_made_anonymous_grafana() -> None:
 def test_an_anonymous_grafana_gets_no_password_secret_even_if_one_is_set() -> None:
     graph = build(grafanaAdminPassword=PROD_PASSWORD)  # dev says dashboards.grafana.auth: anonymous
     assert [r for r in graph.resources if r.type == SECRET_TYPE] == []
+
+
+def _fixture_objects(addon: str) -> list[dict]:
+    return [o for o in yaml.safe_load_all((FIXTURE_ADDONS / "app-labels" / f"{addon}.yaml").read_text()) if o]
+
+
+def test_login_changes_copy_only_the_object_they_change() -> None:
+    for change, addon, kind in (
+        (lambda objs: kiali_auth(objs, "token"), "kiali", "ConfigMap"),
+        (grafana_login, "grafana", "Deployment"),
+    ):
+        objects = _fixture_objects(addon)
+        shipped = copy.deepcopy(objects)
+        changed = change(objects)
+        assert objects == shipped  # the caller's objects are left as they were
+        assert [o["kind"] for o in changed] == [o["kind"] for o in shipped]
+        assert [o for o in changed if o["kind"] != kind] == [o for o in shipped if o["kind"] != kind]
+        assert [o for o in changed if o["kind"] == kind] != [o for o in shipped if o["kind"] == kind]
