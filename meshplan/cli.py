@@ -17,15 +17,19 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from meshplan import diff as plan_diff
-from meshplan import graph, show
+from meshplan import UserError, show
 from meshplan.engine import SECRET, render
-from meshplan.revisions import RenderRequest, RevisionError, checkout, render_all
-from meshplan.stacks import YAML_LOADER, StackConfigError, load_stack
+from meshplan.stacks import YAML_LOADER, load_stack
+
+if TYPE_CHECKING:
+    from meshplan.revisions import RenderRequest
+
+# The modules only some verbs use (diff, graph, git checkouts) are imported by those verbs, so
+# `show` pays for none of them.
 
 EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
 
@@ -40,7 +44,7 @@ MIN_CIPHERTEXT_CHARS = 16
 _SECURE_LINE = re.compile(r"\bsecure:[ \t]*[\"']?(?P<value>[^\s\"'#]+)")
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """A mistake on the command line or in the stack; the message says what to do instead."""
 
 
@@ -111,6 +115,8 @@ class Target:
         return f"stack {self.stack}" + (f" ({self.stack_file})" if self.stack_file else "")
 
     def request(self, label: str = "") -> RenderRequest:
+        from meshplan.revisions import RenderRequest
+
         return RenderRequest(label, self.project_dir, self.stack, self.stack_file, self.overrides)
 
 
@@ -182,6 +188,8 @@ def run_show(args: argparse.Namespace, context: Context) -> tuple[int, str]:
 
 
 def run_graph(args: argparse.Namespace, context: Context) -> tuple[int, str]:
+    from meshplan import graph
+
     plan = render_here(_target(args, context))
     return EXIT_OK, graph.dot(plan) if args.format == "dot" else graph.mermaid(plan)
 
@@ -210,6 +218,9 @@ def _against_plans(
     target: Target, against: str, context: Context
 ) -> tuple[dict[str, Any], dict[str, Any], str]:
     """(old plan, new plan, label of the old side) for `--against`."""
+    from meshplan import diff as plan_diff
+    from meshplan.revisions import checkout, render_all
+
     if against.startswith("git:"):
         rev = against.removeprefix("git:")
         with checkout(target.project_dir, rev) as tree:
@@ -245,6 +256,8 @@ def _against_plans(
 
 
 def run_diff(args: argparse.Namespace, context: Context) -> tuple[int, str]:
+    from meshplan import diff as plan_diff
+
     target = _target(args, context)
     old, new, old_label = _against_plans(target, args.against, context)
     result = plan_diff.diff_plans(old, new)
@@ -322,7 +335,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 Verb = Callable[[argparse.Namespace, Context], tuple[int, str]]
-USER_ERRORS = (UsageError, StackConfigError, plan_diff.PlanError, RevisionError)
 
 
 def _error(context: Context, message: str) -> None:
@@ -338,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Verb = args.run
     try:
         code, output = run(args, context)
-    except USER_ERRORS as error:
+    except UserError as error:
         _error(context, str(error))
         return EXIT_ERROR
     except KeyboardInterrupt:

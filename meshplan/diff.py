@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from meshplan.engine import SECRET, UNKNOWN
-
-STACK_TYPE = "pulumi:pulumi:Stack"
+from meshplan import UserError
+from meshplan.engine import SECRET, UNKNOWN, short_ref, stackless
 
 # Resource options that change what the engine does with a resource, compared alongside its inputs.
 META_FIELDS = ("protect", "retainOnDelete", "ignoreChanges", "provider", "parent", "dependsOn")
@@ -28,7 +27,7 @@ MAX_TEXT_LINES = 12
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
-class PlanError(Exception):
+class PlanError(UserError):
     """A plan that cannot be compared: not a meshplan plan, or a URN declared twice."""
 
 
@@ -40,30 +39,6 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
-
-
-def stackless(urn: str) -> str:
-    """`urn:pulumi:<stack>::<project>::<type>::<name>` -> `<project>::<type>::<name>`.
-
-    The root stack resource is also named after the stack (`<project>-<stack>`), so its name goes
-    too: otherwise every top-level resource of `dev` would seem re-parented in `prod`.
-    """
-    if not urn.startswith("urn:pulumi:"):
-        return urn
-    _, _, rest = urn.partition("::")
-    parts = rest.split("::", 2)
-    if len(parts) == 3 and parts[1] == STACK_TYPE:
-        return f"{parts[0]}::{STACK_TYPE}"
-    return rest
-
-
-def short_ref(urn: str) -> str:
-    """`Release istiod` for a URN: its own type token (not its parents' chain) and its name."""
-    parts = stackless(urn).split("::", 2)
-    if len(parts) < 2:
-        return urn
-    type_ = parts[1].rsplit("$", 1)[-1]
-    return f"{type_} {parts[2]}" if len(parts) == 3 else type_
 
 
 def _stackless_refs(value: Any) -> Any:

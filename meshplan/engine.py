@@ -36,10 +36,35 @@ _SIG_RESOURCE = "5cf8f73096256a8f31e491e813e4eb8e"
 _UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
 CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
+STACK_TYPE = "pulumi:pulumi:Stack"
 
 # Provider arguments the kubernetes SDK fills from the environment when the program leaves them
 # unset; cleared while rendering so a plan depends on the repository alone, not on the shell.
 _AMBIENT_ENV = ("KUBECONFIG", "PULUMI_CONFIG", "PULUMI_K8S_")
+
+
+def stackless(urn: str) -> str:
+    """`urn:pulumi:<stack>::<project>::<type>::<name>` -> `<project>::<type>::<name>`.
+
+    The root stack resource is also named after the stack (`<project>-<stack>`), so its name goes
+    too: otherwise every top-level resource of `dev` would seem re-parented in `prod`.
+    """
+    if not urn.startswith("urn:pulumi:"):
+        return urn
+    _, _, rest = urn.partition("::")
+    parts = rest.split("::", 2)
+    if len(parts) == 3 and parts[1] == STACK_TYPE:
+        return f"{parts[0]}::{STACK_TYPE}"
+    return rest
+
+
+def short_ref(urn: str) -> str:
+    """`Release istiod` for a URN: its own type token (not its parents' chain) and its name."""
+    parts = stackless(urn).split("::", 2)
+    if len(parts) < 2:
+        return urn
+    type_ = parts[1].rsplit("$", 1)[-1]
+    return f"{type_} {parts[2]}" if len(parts) == 3 else type_
 
 
 @dataclass(frozen=True)
@@ -179,12 +204,12 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
             """
             if parent:
                 parent_type = parent.split("::")[2]
-                if parent_type != "pulumi:pulumi:Stack":
+                if parent_type != STACK_TYPE:
                     type_ = f"{parent_type}${type_}"
             return "urn:pulumi:" + "::".join([get_stack(), get_project(), type_, name])
 
         def RegisterResource(self, request: Any) -> Any:
-            if request.type == "pulumi:pulumi:Stack":
+            if request.type == STACK_TYPE:
                 return super().RegisterResource(request)
             response = super().RegisterResource(request)
             wire = json_format.MessageToDict(request.object)

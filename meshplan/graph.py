@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from meshplan.diff import short_ref
+from meshplan.engine import short_ref
 
 
 def type_short(type_: str) -> str:

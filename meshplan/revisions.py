@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from meshplan import UserError
 from meshplan.diff import PlanError, check_plan_shape
 
 MESHPLAN_ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +30,7 @@ RENDER_TIMEOUT_SECONDS = 900
 _GIT_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY")
 
 
-class RevisionError(Exception):
+class RevisionError(UserError):
     """A git revision that cannot be checked out, or a child render that failed; says which."""
 
 

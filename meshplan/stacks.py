@@ -9,13 +9,14 @@ from typing import Any
 
 import yaml
 
+from meshplan import UserError
 from meshplan.engine import PROJECT, SECRET
 
 # libyaml when available, as for the addon manifests: the same plain objects, parsed in C.
 YAML_LOADER: type[yaml.SafeLoader | yaml.CSafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class StackConfigError(Exception):
+class StackConfigError(UserError):
     """A stack file or a --config override that cannot be read; the message says which and why."""
 
 

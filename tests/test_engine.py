@@ -157,3 +157,24 @@ def test_a_secret_inside_a_config_group_stays_secret_in_its_object(tmp_path: Pat
     settings = {r.name: r for r in _config_group_render(tmp_path).registrations}["app-shop/settings"]
     assert settings.inputs["data"] == {"token": engine.SECRET}
     assert settings.raw_inputs["data"] == {"token": "s3cr3t"}
+
+
+def test_show_loads_only_the_modules_it_uses() -> None:
+    # diff, graph and git checkouts are imported by the verbs that use them.
+    code = textwrap.dedent(
+        f"""
+        import contextlib, io, sys
+        from meshplan import cli
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = cli.main(["show", "--project-dir", {str(ROOT)!r}, "--stack", "dev",
+                             "--config", "addons.source={FIXTURE_ADDONS / "app-labels"}"])
+        assert code == 0, code
+        print(sorted(m for m in sys.modules if m.startswith("meshplan")))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    loaded = done.stdout.splitlines()[-1]
+    assert loaded == str(["meshplan", "meshplan.cli", "meshplan.engine", "meshplan.show", "meshplan.stacks"])
