@@ -69,16 +69,21 @@ EXACT_VERSION = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 KIALI_DEFAULT_STRATEGY = "token"
 KIALI_SAFE_STRATEGIES = "token, openid, openshift or header"
 
-# pulumi-kubernetes resources that are Python-side components, not custom resources: the engine
-# records no provider on them, their children carry it. (Remote components such as yaml/v2 are
-# not listed: the provider they are constructed by is the one they name.)
-LOCAL_COMPONENT_TYPES = frozenset(
+# pulumi-kubernetes components, never custom resources: local ones (registered by the Python SDK)
+# have no provider, remote ones (yaml/v2, helm v4, kustomize v2: registered by the provider's
+# Construct) need not record one. Either way the objects they hold are what a provider acts on, and
+# those are checked. A policy pack is not told whether a resource is custom, so they are named here.
+COMPONENT_TYPES = frozenset(
     {
         "kubernetes:yaml:ConfigFile",
         "kubernetes:yaml:ConfigGroup",
+        "kubernetes:yaml/v2:ConfigFile",
+        "kubernetes:yaml/v2:ConfigGroup",
         "kubernetes:helm.sh/v2:Chart",
         "kubernetes:helm.sh/v3:Chart",
+        "kubernetes:helm.sh/v4:Chart",
         "kubernetes:kustomize:Directory",
+        "kubernetes:kustomize/v2:Directory",
     }
 )
 
@@ -467,7 +472,7 @@ def explicit_provider(resources: Resources, context: RuleContext) -> list[Violat
     found: list[Violation] = []
     for resource in resources:
         type_ = str(resource.get("type") or "")
-        if not type_.startswith("kubernetes:") or type_ in LOCAL_COMPONENT_TYPES:
+        if not type_.startswith("kubernetes:") or type_ in COMPONENT_TYPES:
             continue
         if resource.get("custom") is False:
             continue  # a component: it has no provider of its own, its children are checked

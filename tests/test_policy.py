@@ -384,6 +384,7 @@ def test_explicit_provider_default() -> None:
 def test_explicit_provider_skips_components() -> None:
     plan = good_plan()
     plan["resources"].append(resource("kubernetes:yaml:ConfigGroup", "addons", {}, provider=None))
+    plan["resources"].append(resource("kubernetes:yaml/v2:ConfigGroup", "kiali", {}, provider=None))
     plan["resources"].append(resource("kubernetes:core/v1:Secret", "x", {}, provider=None, custom=False))
     assert lines(plan) == []
 
