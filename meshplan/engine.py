@@ -213,7 +213,7 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
                 return super().RegisterResource(request)
             response = super().RegisterResource(request)
             wire = json_format.MessageToDict(request.object)
-            group = Registration(
+            registration = Registration(
                 urn=response.urn,
                 type=request.type,
                 name=request.name,
@@ -230,9 +230,9 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
                 inputs=normalize(wire),
                 wire=wire,
             )
-            self.registrations.append(group)
-            if group.remote and group.type == CONFIG_GROUP:
-                self.registrations.extend(self._constructed_objects(group))
+            self.registrations.append(registration)
+            if registration.remote and registration.type == CONFIG_GROUP:
+                self.registrations.extend(self._constructed_objects(registration))
             return response
 
         def _constructed_objects(self, group: Registration) -> list[Registration]:
@@ -244,7 +244,8 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
             when the manifest gives no namespace; the prefix defaults to the group's name
             (https://github.com/pulumi/pulumi-kubernetes/issues/2870). The provider also orders them
             (CRDs and Namespaces first, `config.kubernetes.io/depends-on`), which is not recorded here:
-            `dependsOn` stays the group's, on the group. Protect is inherited from the parent.
+            `dependsOn` stays the group's, on the group. Protect is inherited from the parent, as
+            the SDKs do for every child.
             """
             objects = group.wire.get("objs")
             if not isinstance(objects, list):
@@ -252,9 +253,11 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
             prefix = group.wire.get("resourcePrefix") or group.name
             constructed = []
             for obj in objects:
+                if not isinstance(obj, dict) or _SIG_KEY in obj:
+                    continue  # an object that is a secret or unknown as a whole: not known before deploying
                 metadata = obj.get("metadata") or {}
-                group_name, _, version = str(obj.get("apiVersion", "")).rpartition("/")
-                type_ = f"kubernetes:{group_name or 'core'}/{version}:{obj.get('kind')}"
+                api_group, _, version = str(obj.get("apiVersion", "")).rpartition("/")
+                type_ = f"kubernetes:{api_group or 'core'}/{version}:{obj.get('kind')}"
                 namespace = metadata.get("namespace")
                 name = (
                     f"{prefix}-{namespace}/{metadata.get('name')}"
