@@ -247,12 +247,13 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
             `dependsOn` stays the group's, on the group. Protect is inherited from the parent, as
             the SDKs do for every child.
             """
-            objects = group.wire.get("objs")
-            if not isinstance(objects, list):
+            objects, shown = group.wire.get("objs"), group.inputs.get("objs")
+            if not isinstance(objects, list) or not isinstance(shown, list):
                 return []  # unknown or secret as a whole: the objects are not known before deploying
             prefix = group.wire.get("resourcePrefix") or group.name
             constructed = []
-            for obj in objects:
+            # `shown` is `objects` normalized already, as part of the group's inputs.
+            for obj, inputs in zip(objects, shown, strict=True):
                 if not isinstance(obj, dict) or _SIG_KEY in obj:
                     continue  # an object that is a secret or unknown as a whole: not known before deploying
                 metadata = obj.get("metadata") or {}
@@ -279,7 +280,7 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
                         retain_on_delete=False,
                         ignore_changes=(),
                         delete_before_replace=False,
-                        inputs=normalize(obj),
+                        inputs=inputs,
                         wire=obj,
                     )
                 )
