@@ -168,19 +168,17 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
     import pulumi
     from google.protobuf import json_format
     from pulumi.runtime import mocks
+    from pulumi.runtime.proto import resource_pb2
     from pulumi.runtime.settings import get_project, get_stack
 
     class _Mocks(pulumi.runtime.Mocks):
-        """Resources echo their inputs as outputs, as a freshly created resource would.
+        """Custom resources echo their inputs as outputs, as a freshly created resource would.
 
-        Components are the exception: their outputs are never their inputs. A local component's
-        come from its own `register_outputs`, a remote one's from what its provider's Construct
-        returns (a yaml/v2 ConfigGroup's `resources`, which the program does not read).
+        Components never get here (RecordingMonitor answers for them): their outputs are never
+        their inputs.
         """
 
         def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
-            if not args.custom:
-                return f"{args.name}-id", {}
             outputs = dict(args.inputs)
             if args.typ == "kubernetes:helm.sh/v3:Release":
                 outputs["status"] = _release_status(args.inputs, args.name)
@@ -211,7 +209,15 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
         def RegisterResource(self, request: Any) -> Any:
             if request.type == STACK_TYPE:
                 return super().RegisterResource(request)
-            response = super().RegisterResource(request)
+            if request.custom:
+                response = super().RegisterResource(request)
+            else:
+                # A component has nothing to mock: the engine answers with its URN (a remote one's
+                # Construct outputs, a yaml/v2 ConfigGroup's `resources`, are not read by the
+                # program). Skipping MockMonitor's round trip through Mocks.new_resource spares
+                # decoding and re-encoding every addon object a ConfigGroup carries.
+                urn = self.make_urn(request.parent, request.type, request.name)
+                response = resource_pb2.RegisterResourceResponse(urn=urn)
             wire = json_format.MessageToDict(request.object)
             registration = Registration(
                 urn=response.urn,
