@@ -8,7 +8,7 @@ STATE_DIR := $(CURDIR)/.pulumi-state
 .PHONY: venv check lint typecheck test bench dev-up dev-down
 
 venv: $(BIN)/python
-$(BIN)/python: requirements.txt requirements-dev.txt requirements-tools.txt
+$(BIN)/python: requirements.txt requirements-dev.txt requirements-tools.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps -r requirements-tools.txt
