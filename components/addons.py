@@ -23,7 +23,6 @@ from components.config import ISTIO_NAMESPACE, MeshConfig
 from components.dashboards import DashboardError, expose
 from components.hardening import HardeningError, grafana_login, kiali_auth
 
-AddonObjects = Mapping[str, Sequence[Mapping[str, Any]]]
 ObjectKey = tuple[str, str, str, str]
 
 # Objects the control plane already owns; an addon that ships one would give it two owners.

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from meshplan.engine import PROJECT, Registration, Render, render
 from meshplan.stacks import load_stack
 
@@ -23,6 +25,12 @@ CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
 COMMAND = "command:local:Command"
 PROVIDER = "pulumi:providers:kubernetes"
+
+
+def fixture_objects(shape: str, addon: str) -> list[dict[str, Any]]:
+    """The objects of one fixture addon manifest (`shape`: app-labels or k8s-labels), as shipped."""
+    text = (FIXTURE_ADDONS / shape / f"{addon}.yaml").read_text()
+    return [obj for obj in yaml.safe_load_all(text) if obj]
 
 
 def fixture_source(version: str) -> str:

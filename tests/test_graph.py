@@ -6,7 +6,6 @@ import copy
 from typing import Any
 
 import pytest
-import yaml
 
 from components.addons import object_key
 from components.config import PROJECT, parse_config
@@ -16,7 +15,6 @@ from tests.harness import (
     CONFIG_GROUP,
     CONFIG_MAP,
     DEPLOYMENT,
-    FIXTURE_ADDONS,
     NAMESPACE,
     NAMESPACE_PATCH,
     PROVIDER,
@@ -25,6 +23,7 @@ from tests.harness import (
     SERVICE,
     Graph,
     build,
+    fixture_objects,
     stack_config,
 )
 
@@ -284,11 +283,10 @@ def test_dashboards_are_the_addons_own_services_on_fixed_node_ports(dev: Graph) 
 
 
 def _pod_labels(fixture_dir: str, addon: str) -> list[dict[str, str]]:
-    objects = yaml.safe_load_all((FIXTURE_ADDONS / fixture_dir / f"{addon}.yaml").read_text())
     return [
         o["spec"]["template"]["metadata"]["labels"]
-        for o in objects
-        if o and o["kind"] in ("Deployment", "StatefulSet")
+        for o in fixture_objects(fixture_dir, addon)
+        if o["kind"] in ("Deployment", "StatefulSet")
     ]
 
 
@@ -391,7 +389,7 @@ def test_kiali_config_map_is_declared_from_the_addon(dev: Graph) -> None:
 def test_a_dashboard_copies_only_the_service_it_changes() -> None:
     raw = {key.removeprefix(f"{PROJECT}:"): value for key, value in stack_config().items()}
     kiali = parse_config(raw, base_dir=ROOT).dashboard("kiali")
-    objects = [o for o in yaml.safe_load_all((FIXTURE_ADDONS / "app-labels" / "kiali.yaml").read_text()) if o]
+    objects = fixture_objects("app-labels", "kiali")
     shipped = copy.deepcopy(objects)
     exposed = expose(objects, kiali)
     assert objects == shipped  # the caller's objects are left as they were

@@ -8,7 +8,7 @@ import json
 import yaml
 
 from components.hardening import grafana_login, kiali_auth
-from tests.harness import CONFIG_GROUP, CONFIG_MAP, DEPLOYMENT, FIXTURE_ADDONS, PROD_PASSWORD, build
+from tests.harness import CONFIG_GROUP, CONFIG_MAP, DEPLOYMENT, PROD_PASSWORD, build, fixture_objects
 
 PEER_AUTHENTICATION = "kubernetes:security.istio.io/v1:PeerAuthentication"
 SECRET_TYPE = "kubernetes:core/v1:Secret"
@@ -52,11 +52,7 @@ def test_kiali_uses_token_login_unless_the_stack_says_anonymous() -> None:
 
 
 def test_an_explicit_anonymous_kiali_keeps_the_addons_config_as_shipped() -> None:
-    shipped = next(
-        o
-        for o in yaml.safe_load_all((FIXTURE_ADDONS / "app-labels" / "kiali.yaml").read_text())
-        if o and o["kind"] == "ConfigMap"
-    )
+    shipped = next(o for o in fixture_objects("app-labels", "kiali") if o["kind"] == "ConfigMap")
     declared = build().get(CONFIG_MAP, KIALI_CONFIG).inputs
     assert declared["data"]["config.yaml"] == shipped["data"]["config.yaml"]
 
@@ -100,16 +96,12 @@ def test_an_anonymous_grafana_gets_no_password_secret_even_if_one_is_set() -> No
     assert [r for r in graph.resources if r.type == SECRET_TYPE] == []
 
 
-def _fixture_objects(addon: str) -> list[dict]:
-    return [o for o in yaml.safe_load_all((FIXTURE_ADDONS / "app-labels" / f"{addon}.yaml").read_text()) if o]
-
-
 def test_login_changes_copy_only_the_object_they_change() -> None:
     for change, addon, kind in (
         (lambda objs: kiali_auth(objs, "token"), "kiali", "ConfigMap"),
         (grafana_login, "grafana", "Deployment"),
     ):
-        objects = _fixture_objects(addon)
+        objects = fixture_objects("app-labels", addon)
         shipped = copy.deepcopy(objects)
         changed = change(objects)
         assert objects == shipped  # the caller's objects are left as they were
