@@ -88,12 +88,16 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class ClusterConfig:
+    """The one cluster this stack owns: a kubeconfig context, and optionally the file that holds it."""
+
     context: str
     kubeconfig: str = ""  # empty: the usual kubeconfig loading rules, but always with `context`
 
 
 @dataclass(frozen=True)
 class GatewayConfig:
+    """One `gateway` chart release: ingress or egress, its Service type and the control plane it follows."""
+
     name: str  # "ingress" or "egress"
     service_type: str
     tag: str | None = None  # with revisions: the tag (or revision) whose control plane injects it
@@ -105,6 +109,8 @@ class GatewayConfig:
 
 @dataclass(frozen=True)
 class Revision:
+    """One istiod release installed side by side with others (`istio.revisions`), named by its `revision` value."""
+
     name: str  # a DNS label, the istiod release's `revision` value
     version: str
 
@@ -115,6 +121,8 @@ class Revision:
 
 @dataclass(frozen=True)
 class IstioConfig:
+    """What to install: the chart version and repository, the profile, the gateways and extra istiod values."""
+
     version: str
     profile: str = "default"
     chart_repository: str = DEFAULT_CHART_REPOSITORY
@@ -149,6 +157,8 @@ class IstioConfig:
 
 @dataclass(frozen=True)
 class InjectionConfig:
+    """Which application namespaces get sidecars, and whether their Deployments are restarted to get them."""
+
     namespaces: tuple[str, ...] = ()
     restart_workloads: bool = True
     # Namespaces routed by tag (or revision) with `istio.io/rev`; the others use istio-injection.
@@ -157,12 +167,16 @@ class InjectionConfig:
 
 @dataclass(frozen=True)
 class AddonsConfig:
+    """Which of Istio's `samples/addons` to apply, and where their manifests come from."""
+
     enabled: tuple[str, ...] = DEFAULT_ADDONS
     source: str = DEFAULT_ADDON_SOURCE
 
 
 @dataclass(frozen=True)
 class DashboardConfig:
+    """How one addon dashboard is reached (its Service's type and node ports) and how users log in."""
+
     name: str  # key of DASHBOARDS
     service_type: str = "ClusterIP"
     node_port: int | None = None
@@ -188,6 +202,8 @@ class DashboardConfig:
 
 @dataclass(frozen=True)
 class MeshConfig:
+    """The whole validated stack configuration: what `__main__.py` hands to the Mesh component."""
+
     cluster: ClusterConfig
     istio: IstioConfig
     injection: InjectionConfig = InjectionConfig()

@@ -122,6 +122,8 @@ class Target:
 
 @dataclass
 class Context:
+    """What every verb shares: the redactor that keeps secret values out of anything printed."""
+
     redact: Redactor = field(default_factory=Redactor)
 
     def warn(self, text: str) -> None:

@@ -82,6 +82,8 @@ def changed_paths(old: Any, new: Any, path: str = "") -> Iterator[tuple[str, Any
 
 @dataclass(frozen=True)
 class Change:
+    """One changed input of an updated resource: its path and the old and new values."""
+
     path: str
     old: Any
     new: Any
@@ -89,6 +91,8 @@ class Change:
 
 @dataclass(frozen=True)
 class ResourceDiff:
+    """One resource that is created, deleted or updated between two plans."""
+
     kind: str  # "create", "delete" or "update"
     key: str  # the URN without the stack
     urn: str  # the new side's URN, or the old side's for a deletion
@@ -99,6 +103,8 @@ class ResourceDiff:
 
 @dataclass
 class PlanDiff:
+    """Everything that differs between two plans, and how many resources stay as they are."""
+
     resources: list[ResourceDiff] = field(default_factory=list)
     unchanged: int = 0
 

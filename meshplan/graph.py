@@ -24,6 +24,8 @@ def type_short(type_: str) -> str:
 
 @dataclass(frozen=True)
 class Node:
+    """One resource of the plan as drawn: its diagram id, type, name and whether it is a component."""
+
     id: str
     urn: str
     type_short: str
@@ -33,6 +35,8 @@ class Node:
 
 @dataclass
 class Layout:
+    """The plan arranged for drawing: nodes, the tree of parents and children, and dependency edges."""
+
     nodes: dict[str, Node]  # by URN
     children: dict[str | None, list[str]]  # parent URN (None: top level) -> child URNs, URN order
     edges: list[tuple[str, str]]  # (dependency URN, dependent URN), each once, in id order

@@ -36,6 +36,8 @@ class RevisionError(UserError):
 
 @dataclass(frozen=True)
 class RenderRequest:
+    """One side of a diff to render in a child process: a project directory, a stack and its overrides."""
+
     # Prefixed to this side's errors when the child cannot know where it came from ("git:HEAD~1").
     label: str
     project_dir: Path
@@ -55,6 +57,8 @@ class RenderRequest:
 
 @dataclass(frozen=True)
 class Rendered:
+    """A child process's plan and the warnings the program logged while rendering it."""
+
     plan: dict[str, Any]
     stderr: str  # warnings the program logged while rendering
 
@@ -135,6 +139,8 @@ def _git(cwd: Path, *args: str) -> str:
 
 @dataclass(frozen=True)
 class Checkout:
+    """A git revision checked out in a temporary work tree, and where the repository's own tree is."""
+
     toplevel: Path  # the repository's work tree
     root: Path  # the temporary work tree of the revision
     commit: str

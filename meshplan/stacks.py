@@ -22,6 +22,8 @@ class StackConfigError(UserError):
 
 @dataclass(frozen=True)
 class StackConfig:
+    """A stack's config as Pulumi would pass it to the program, with the keys that are secret."""
+
     stack: str
     values: Mapping[str, Any]  # namespaced keys, e.g. "istio-mesh:istio"
     secret_keys: tuple[str, ...]

@@ -102,6 +102,8 @@ Resources = Sequence[Resource]
 
 @dataclass(frozen=True)
 class Violation:
+    """One resource that breaks one rule, with the message a user sees."""
+
     rule: str
     urn: str
     message: str
@@ -132,6 +134,8 @@ RuleCheck = Callable[[Resources, RuleContext], list[Violation]]
 
 @dataclass(frozen=True)
 class Rule:
+    """A policy rule: its id, what it enforces, and the function that finds violations."""
+
     id: str
     description: str
     check: RuleCheck
