@@ -36,6 +36,7 @@ _SIG_RESOURCE = "5cf8f73096256a8f31e491e813e4eb8e"
 _UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
 CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
+RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 STACK_TYPE = "pulumi:pulumi:Stack"
 
 # Provider arguments the kubernetes SDK fills from the environment when the program leaves them
@@ -69,6 +70,8 @@ def short_ref(urn: str) -> str:
 
 @dataclass(frozen=True)
 class Registration:
+    """One resource as the Pulumi engine would receive it: identity, options and inputs."""
+
     urn: str
     type: str
     name: str
@@ -166,21 +169,21 @@ def _release_status(inputs: Mapping[str, Any], name: str) -> dict[str, Any]:
 def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
     """RecordingMonitor, defined on first use so that importing this module does not load the SDK."""
     import pulumi
-    from google.protobuf import json_format
+    from google.protobuf import json_format, struct_pb2
     from pulumi.runtime import mocks
     from pulumi.runtime.proto import resource_pb2
     from pulumi.runtime.settings import get_project, get_stack
 
     class _Mocks(pulumi.runtime.Mocks):
-        """Custom resources echo their inputs as outputs, as a freshly created resource would.
+        """What MockMonitor asks for the requests RecordingMonitor leaves to it: invokes and reads.
 
-        Components never get here (RecordingMonitor answers for them): their outputs are never
-        their inputs.
+        Registrations never get here: RecordingMonitor answers them itself (`_created`), with the
+        same echo `new_resource` gives a resource read with `Resource.get`.
         """
 
         def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
             outputs = dict(args.inputs)
-            if args.typ == "kubernetes:helm.sh/v3:Release":
+            if args.typ == RELEASE_TYPE:
                 outputs["status"] = _release_status(args.inputs, args.name)
             return f"{args.name}-id", outputs
 
@@ -209,16 +212,15 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
         def RegisterResource(self, request: Any) -> Any:
             if request.type == STACK_TYPE:
                 return super().RegisterResource(request)
+            urn = self.make_urn(request.parent, request.type, request.name)
+            wire = json_format.MessageToDict(request.object)
             if request.custom:
-                response = super().RegisterResource(request)
+                response = self._created(urn, request, wire)
             else:
                 # A component has nothing to mock: the engine answers with its URN (a remote one's
                 # Construct outputs, a yaml/v2 ConfigGroup's `resources`, are not read by the
-                # program). Skipping MockMonitor's round trip through Mocks.new_resource spares
-                # decoding and re-encoding every addon object a ConfigGroup carries.
-                urn = self.make_urn(request.parent, request.type, request.name)
+                # program).
                 response = resource_pb2.RegisterResourceResponse(urn=urn)
-            wire = json_format.MessageToDict(request.object)
             registration = Registration(
                 urn=response.urn,
                 type=request.type,
@@ -240,6 +242,20 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
             if registration.remote and registration.type == CONFIG_GROUP:
                 self.registrations.extend(self._constructed_objects(registration))
             return response
+
+        def _created(self, urn: str, request: Any, wire: Mapping[str, Any]) -> Any:
+            """A freshly created custom resource: its outputs are its inputs, as the request carried them.
+
+            This is the answer MockMonitor gets from `Mocks.new_resource` echoing its inputs, without
+            MockMonitor's round trip (decode the Struct into Python values, ask the mocks, encode
+            them again on an event loop of the worker thread): the Struct is copied as it is, so
+            secrets, unknowns and resource references come back exactly as they were sent.
+            """
+            outputs = struct_pb2.Struct()
+            outputs.CopyFrom(request.object)
+            if request.type == RELEASE_TYPE:
+                outputs.update({"status": _release_status(wire, request.name)})
+            return resource_pb2.RegisterResourceResponse(urn=urn, id=f"{request.name}-id", object=outputs)
 
         def _constructed_objects(self, group: Registration) -> list[Registration]:
             """The resources the kubernetes provider's Construct registers for a yaml/v2 ConfigGroup.

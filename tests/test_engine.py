@@ -100,6 +100,38 @@ def test_each_render_has_its_own_stack_and_exports() -> None:
     assert top_level == ["urn:pulumi:dev::istio-mesh::pulumi:pulumi:Stack::istio-mesh-dev"]
 
 
+# --- custom resources: created with their inputs as outputs ---------------------------------------
+
+ECHO_PROGRAM = """
+import pulumi
+import pulumi_kubernetes as k8s
+
+cluster = pulumi.ResourceOptions(provider=k8s.Provider("cluster", context="kind-test"))
+istiod = k8s.helm.v3.Release("istiod", chart="istiod", version="1.20.8", namespace="istio-system",
+                             values={"pilot": {"traceSampling": 100}}, opts=cluster)
+login = k8s.core.v1.Secret("login", metadata={"name": "login"},
+                           string_data={"password": pulumi.Output.secret("s3cr3t")}, opts=cluster)
+pulumi.export("id", istiod.id)
+pulumi.export("values", istiod.values)
+pulumi.export("status", istiod.status.apply(lambda s: [s.name, s.namespace, s.version, s.status]))
+pulumi.export("password", login.string_data)
+pulumi.export("secretName", login.metadata.apply(lambda m: m.name))
+"""
+
+
+def test_custom_resources_echo_their_inputs_and_a_release_reports_its_status(tmp_path: Path) -> None:
+    (tmp_path / "__main__.py").write_text(ECHO_PROGRAM)
+    result = engine.render(tmp_path, "test", {})
+    assert result.error is None
+    assert result.outputs == {
+        "id": "istiod-id",
+        "values": {"pilot": {"traceSampling": 100}},
+        "status": ["istiod", "istio-system", "1.20.8", "deployed"],
+        "password": engine.SECRET,  # a secret input comes back a secret output
+        "secretName": "login",
+    }
+
+
 # --- objects a yaml/v2 ConfigGroup's provider constructs -------------------------------------------
 
 CONFIG_GROUP_PROGRAM = """
