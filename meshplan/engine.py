@@ -16,9 +16,11 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
+    import concurrent.futures
+
     from pulumi.runtime import mocks
 
 # The Pulumi SDK is imported when something is rendered, not when this module is: `meshplan diff`
@@ -34,6 +36,9 @@ _SIG_KEY = "4dabf18193072939515e22adb298388d"
 _SIG_SECRET = "1b47061264138c4ac30d75fd1eb44270"
 _SIG_RESOURCE = "5cf8f73096256a8f31e491e813e4eb8e"
 _UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
@@ -188,7 +193,7 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
             return f"{args.name}-id", outputs
 
         def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
-            return {}, None
+            return {}, []  # no result and no failures: MockMonitor iterates the failures
 
     class RecordingMonitor(mocks.MockMonitor):
         """A MockMonitor that keeps every registration request, as the engine would receive it."""
@@ -347,9 +352,11 @@ def render(
     import pulumi
     from pulumi.runtime.settings import ROOT
     from pulumi.runtime.stack import run_pulumi_func
-    from pulumi.runtime.sync_await import _sync_await
+    from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
     project_dir = project_dir.resolve()
+    # The loop _sync_await runs the program on: its monitor calls go to this executor.
+    _ensure_event_loop().set_default_executor(_inline_executor_class()())
     registrations: list[Registration] = []
     monitor = _monitor_class()(registrations)
     # set_mocks keeps an existing root Stack resource; a fresh one per render keeps one render's
@@ -366,6 +373,35 @@ def render(
                 error = str(run_error)
         outputs = {} if error else _sync_await(_resolve_outputs())
     return Render(PROJECT, stack, list(registrations), outputs, error)
+
+
+@functools.cache
+def _inline_executor_class() -> type[concurrent.futures.ThreadPoolExecutor]:
+    """An executor that runs each call at once, on the calling thread (defined on first use).
+
+    The SDK hands every call to the monitor to the event loop's default executor, because a real
+    monitor is a blocking gRPC call to the Pulumi engine. RecordingMonitor answers in-process and
+    never blocks, so a worker thread would add only thread start-ups and hand-offs of the GIL
+    (about a tenth of a render, measured with bench/preview.py). asyncio takes nothing but a
+    ThreadPoolExecutor as a loop's default executor, hence the base class; this one never starts
+    a thread.
+    """
+    import concurrent.futures
+
+    class InlineExecutor(concurrent.futures.ThreadPoolExecutor):
+        def submit(
+            self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
+        ) -> concurrent.futures.Future[_T]:
+            future: concurrent.futures.Future[_T] = concurrent.futures.Future()
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as error:  # as a worker thread would: the caller gets it when awaiting
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+            return future
+
+    return InlineExecutor
 
 
 @contextlib.contextmanager

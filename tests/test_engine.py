@@ -132,6 +132,30 @@ def test_custom_resources_echo_their_inputs_and_a_release_reports_its_status(tmp
     }
 
 
+INVOKE_PROGRAM = """
+import pulumi
+import pulumi_kubernetes as k8s
+
+cluster = pulumi.ResourceOptions(provider=k8s.Provider("cluster", context="kind-test"))
+pulumi.export("invoked", pulumi.runtime.invoke("test:index:lookup", {"name": "a"}).value)
+pulumi.export("invokedOutput", pulumi.runtime.invoke_output("test:index:lookup", {"name": "b"}))
+existing = k8s.core.v1.Namespace.get("existing", "default", opts=cluster)
+pulumi.export("read", existing.metadata.apply(lambda m: m and m.name))
+"""
+
+
+def test_invokes_and_reads_are_answered_on_the_loops_own_thread(tmp_path: Path) -> None:
+    # Monitor calls run inline on the event loop's thread; MockMonitor answers an invoke (and a
+    # read) by running the loop re-entrantly, which must neither deadlock nor fail.
+    (tmp_path / "__main__.py").write_text(INVOKE_PROGRAM)
+    result = engine.render(tmp_path, "test", {})
+    assert result.error is None
+    # The mocks answer every invoke with an empty result; a read returns no state, so a preview
+    # does not know its properties yet.
+    assert result.outputs == {"invoked": {}, "invokedOutput": {}, "read": engine.UNKNOWN}
+    assert [r.name for r in result.registrations] == ["cluster"]  # a read registers nothing
+
+
 # --- objects a yaml/v2 ConfigGroup's provider constructs -------------------------------------------
 
 CONFIG_GROUP_PROGRAM = """
