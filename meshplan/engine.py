@@ -253,8 +253,8 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
 
             This is the answer MockMonitor gets from `Mocks.new_resource` echoing its inputs, without
             MockMonitor's round trip (decode the Struct into Python values, ask the mocks, encode
-            them again on an event loop of the worker thread): the Struct is copied as it is, so
-            secrets, unknowns and resource references come back exactly as they were sent.
+            them again by running an event loop): the Struct is copied as it is, so secrets,
+            unknowns and resource references come back exactly as they were sent.
             """
             outputs = struct_pb2.Struct()
             outputs.CopyFrom(request.object)
