@@ -356,7 +356,7 @@ def render(
 
     project_dir = project_dir.resolve()
     # The loop _sync_await runs the program on: its monitor calls go to this executor.
-    _ensure_event_loop().set_default_executor(_inline_executor_class()())
+    _ensure_event_loop().set_default_executor(_inline_executor())
     registrations: list[Registration] = []
     monitor = _monitor_class()(registrations)
     # set_mocks keeps an existing root Stack resource; a fresh one per render keeps one render's
@@ -376,8 +376,8 @@ def render(
 
 
 @functools.cache
-def _inline_executor_class() -> type[concurrent.futures.ThreadPoolExecutor]:
-    """An executor that runs each call at once, on the calling thread (defined on first use).
+def _inline_executor() -> concurrent.futures.ThreadPoolExecutor:
+    """The executor that runs each call at once, on the calling thread (one, made on first use).
 
     The SDK hands every call to the monitor to the event loop's default executor, because a real
     monitor is a blocking gRPC call to the Pulumi engine. RecordingMonitor answers in-process and
@@ -401,7 +401,7 @@ def _inline_executor_class() -> type[concurrent.futures.ThreadPoolExecutor]:
                 future.set_result(result)
             return future
 
-    return InlineExecutor
+    return InlineExecutor()
 
 
 @contextlib.contextmanager

@@ -12,10 +12,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from meshplan.engine import short_ref
+from meshplan.engine import CONFIG_GROUP, RELEASE_TYPE, short_ref
 
-RELEASE = "kubernetes:helm.sh/v3:Release"
-CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
 SERVICE = "kubernetes:core/v1:Service"
 LABELLED_KINDS = ("kubernetes:core/v1:Namespace", "kubernetes:core/v1:NamespacePatch")
 PROVIDER_PREFIX = "pulumi:providers:"
@@ -85,7 +83,7 @@ def key_inputs(resource: Mapping[str, Any]) -> list[str]:
         lines += [f"{key}: {text(inputs[key])}" for key in ("context", "namespace") if key in inputs]
         if "kubeconfig" in inputs:
             lines.append("kubeconfig: (set)")  # may be a whole kubeconfig, credentials included
-    elif type_ == RELEASE:
+    elif type_ == RELEASE_TYPE:
         lines += [f"{key}: {text(inputs[key])}" for key in ("chart", "version", "namespace") if key in inputs]
         repository = _get(inputs, "repositoryOpts", "repo")
         if repository is not None:
