@@ -10,15 +10,11 @@ teardown), with the same private, warmed bytecode cache for every process; see b
 from __future__ import annotations
 
 import argparse
-import statistics
-import subprocess
 import sys
-import time
-from collections.abc import Mapping
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from preview import EXIT, FLOOR, ROOT, bench_env
+from preview import EXIT, FLOOR, ROOT, bench_env, medians
 
 FIXTURES = ROOT / "tests" / "fixtures" / "addons" / "k8s-labels"
 COMMON = [
@@ -33,15 +29,6 @@ SHOW = [sys.executable, "-m", "meshplan", "show", "--stack", "dev", *COMMON]
 DIFF = [sys.executable, "-m", "meshplan", "diff", "--stack", "dev", "--against", "prod", *COMMON]
 
 
-def timed(argv: list[str], env: Mapping[str, str]) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(argv, check=False, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(argv[:5])} ... exited {done.returncode}")
-    return elapsed
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -49,14 +36,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     commands = {"floor": [sys.executable, "-c", FLOOR + EXIT], "show": SHOW, "diff": DIFF}
-    samples: dict[str, list[float]] = {name: [] for name in commands}
     with bench_env() as env:
-        for argv in commands.values():
-            timed(argv, env)  # fill the bytecode cache and the OS file cache before measuring
-        for _ in range(args.runs):
-            for name, argv in commands.items():
-                samples[name].append(timed(argv, env))
-    floor, show, diff = (statistics.median(samples[k]) for k in ("floor", "show", "diff"))
+        median = medians(commands, env, args.runs)
+    floor, show, diff = (median[k] for k in ("floor", "show", "diff"))
     print(f"floor {floor * 1000:6.0f} ms  (median of {args.runs})")
     print(f"show  {show * 1000:6.0f} ms  ({(show / floor - 1) * 100:+.1f} % over floor, budget +15 %)")
     print(f"diff  {diff * 1000:6.0f} ms  ({(diff / show - 1) * 100:+.1f} % over show, budget +25 %)")

@@ -93,8 +93,23 @@ def bench_env() -> Iterator[dict[str, str]]:
 
 def run(argv: list[str], env: Mapping[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run(argv, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    done = subprocess.run(argv, check=False, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:5])} ... exited {done.returncode}")
+    return elapsed
+
+
+def medians(commands: Mapping[str, list[str]], env: Mapping[str, str], runs: int) -> dict[str, float]:
+    """Each command's median time: every one run once to fill the bytecode and OS file caches, then
+    `runs` rounds that alternate between them, so a slow minute weighs on all of them alike."""
+    for argv in commands.values():
+        run(argv, env)
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, argv in commands.items():
+            samples[name].append(run(argv, env))
+    return {name: statistics.median(times) for name, times in samples.items()}
 
 
 def python(code: str) -> list[str]:
@@ -141,13 +156,7 @@ def main() -> int:
             if extra:
                 print(f"the floor imports these modules the preview never loads: {', '.join(extra)}")
             return 2
-        for argv in variants.values():
-            run(argv, env)  # fill the bytecode cache and the OS file cache before measuring
-        samples: dict[str, list[float]] = {name: [] for name in variants}
-        for _ in range(args.runs):
-            for name, argv in variants.items():
-                samples[name].append(run(argv, env))
-    median = {name: statistics.median(times) for name, times in samples.items()}
+        median = medians(variants, env, args.runs)
     floor, total = median["floor"], median["preview"]
     overhead = total / floor - 1
     print(f"floor (imports only): {floor * 1000:7.1f} ms  (median of {args.runs})")
