@@ -160,3 +160,24 @@ def test_a_kind_of_unknown_scope_without_namespace_is_reported_with_the_others(t
 
 def test_no_kind_is_both_namespaced_and_cluster_scoped() -> None:
     assert not CLUSTER_SCOPED_KINDS & NAMESPACED_KINDS
+
+
+UPSTREAM_ADDONS = Path(__file__).resolve().parents[2] / "shared" / "upstream" / "addons"
+
+
+@pytest.mark.skipif(not UPSTREAM_ADDONS.is_dir(), reason="needs ../shared/upstream (real Istio addons)")
+def test_every_real_addon_object_is_placed() -> None:
+    """Istio's real samples/addons (1.20.8 ... 1.30.3): nothing of unknown scope, nothing left unplaced."""
+    from components.addon_source import load_addon
+
+    manifests = sorted(UPSTREAM_ADDONS.glob("*/*.yaml"))
+    assert len(manifests) == 25
+    for manifest in manifests:
+        version, addon = manifest.parent.name, manifest.stem
+        objects = load_addon(str(UPSTREAM_ADDONS / "{version}"), version, addon, base_dir=UPSTREAM_ADDONS)
+        placed, problems = in_istio_namespace(addon, objects)
+        assert problems == []
+        for obj in placed:
+            scope = (obj["apiVersion"].rpartition("/")[0], obj["kind"])
+            expected = None if scope in CLUSTER_SCOPED_KINDS else "istio-system"
+            assert obj["metadata"].get("namespace") == expected, (manifest, obj["metadata"]["name"])
