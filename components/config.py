@@ -43,7 +43,21 @@ DEFAULT_AUTH: Mapping[str, tuple[str, tuple[str, ...]]] = MappingProxyType(
 )
 MIN_VERSION = (1, 20, 0)
 NODE_PORT_RANGE = (30000, 32767)
-DEFAULT_CHART_REPOSITORY = "https://istio-release.storage.googleapis.com/charts"
+# Istio's Helm repository since the move off Google Cloud: "All Helm charts of all Istio versions are
+# currently available at https://blob.istio.io/istio-release/charts", 1.31+ only there, and the old
+# https://istio-release.storage.googleapis.com/charts loses its charts in December 2026
+# (https://istio.io/latest/blog/2026/retirement-of-gcp/). Every version this program accepts (1.20+)
+# is served here, so there is one default, not one per version. The same charts are published as OCI
+# artifacts at oci://ghcr.io/istio/release/charts.
+DEFAULT_CHART_REPOSITORY = "https://blob.istio.io/istio-release/charts"
+# The Google Cloud homes of the charts (HTTPS and OCI): 1.30 is the last minor published there and
+# they are emptied in December 2026 (same post). Until then a stack may still name one for 1.30 and
+# older; for 1.31 on it cannot work at all, so that is a config error rather than a failed `helm pull`.
+RETIRED_CHART_REPOSITORIES = (
+    "https://istio-release.storage.googleapis.com/charts",
+    "oci://gcr.io/istio-release/charts",
+)
+FIRST_VERSION_NOT_ON_RETIRED_REPOSITORIES = (1, 31, 0)
 DEFAULT_ADDON_SOURCE = "https://raw.githubusercontent.com/istio/istio/{version}/samples/addons"
 DEFAULT_ADDONS = ("prometheus", "grafana", "jaeger", "kiali")
 SECRET_KEYS = ("grafanaAdminPassword",)
@@ -446,6 +460,7 @@ def _parse_istio(problems: _Problems, value: Any) -> IstioConfig | None:
         problems, section, "istio", "values", Mapping, {}, "expected a mapping of istiod Helm values"
     )
     revisions, tags, default_revision = _parse_revisions(problems, section)
+    _check_repository_serves(problems, repository, [version, *(r.version for r in revisions)])
     targets = {r.name for r in revisions} | {tag for tag, _ in tags}
     for gateway in gateways:
         if gateway.tag is not None:
@@ -461,6 +476,22 @@ def _parse_istio(problems: _Problems, value: Any) -> IstioConfig | None:
         revisions=revisions,
         tags=tags,
         default_revision=default_revision,
+    )
+
+
+def _check_repository_serves(problems: _Problems, repository: str, versions: Sequence[str | None]) -> None:
+    """A retired Google Cloud chart repository has no chart of Istio 1.31 or newer."""
+    if repository.rstrip("/") not in RETIRED_CHART_REPOSITORIES:
+        return
+    known = [v for v in versions if v is not None]
+    newest = max(known, key=parse_version, default=None)
+    if newest is None or parse_version(newest) < FIRST_VERSION_NOT_ON_RETIRED_REPOSITORIES:
+        return
+    problems.bad(
+        "istio.chartRepository",
+        repository,
+        f"Istio {newest} is not published there (1.30 is the last minor on Istio's retired Google Cloud "
+        f"repositories); use {DEFAULT_CHART_REPOSITORY} (the default) or oci://ghcr.io/istio/release/charts",
     )
 
 

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from components.config import (
     DEFAULT_ADDON_SOURCE,
-    DEFAULT_CHART_REPOSITORY,
     ConfigError,
     DashboardConfig,
     GatewayConfig,
@@ -58,7 +57,7 @@ def test_the_dev_shape_parses_to_exact_values() -> None:
     assert config.cluster.kubeconfig == ""
     assert config.istio.version == "1.20.8"
     assert config.istio.profile == "demo"
-    assert config.istio.chart_repository == DEFAULT_CHART_REPOSITORY
+    assert config.istio.chart_repository == "https://blob.istio.io/istio-release/charts"
     assert config.istio.gateways == (
         GatewayConfig("ingress", "NodePort"),
         GatewayConfig("egress", "ClusterIP"),
