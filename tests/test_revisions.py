@@ -322,12 +322,12 @@ def test_charts_before_1_24_get_their_crds_applied_before_base_and_istiod() -> N
     graph = build()  # dev: 1.20.8
     crds = graph.get(COMMAND, "istio-crds")
     assert crds.inputs["create"] == (
-        "set -o pipefail; helm show crds base --repo https://istio-release.storage.googleapis.com/charts "
+        "set -o pipefail; helm show crds base --repo https://blob.istio.io/istio-release/charts "
         "--version 1.20.8 | kubectl --context kind-istio-dev apply --server-side --force-conflicts "
         "--field-manager istio-mesh -f -"
     )
     assert crds.inputs["interpreter"] == ["/bin/bash", "-c"]
-    assert crds.inputs["triggers"] == ["1.20.8", "https://istio-release.storage.googleapis.com/charts"]
+    assert crds.inputs["triggers"] == ["1.20.8", "https://blob.istio.io/istio-release/charts"]
     base = graph.release("istio-base")
     assert base.inputs["skipCrds"] is True
     assert "takeOwnership" not in base.inputs
