@@ -1,7 +1,7 @@
 """Istio's observability addons: each addon's objects as one yaml/v2 ConfigGroup, one resource per object.
 
 `kubernetes.yaml.v2.ConfigGroup(objs=...)` hands the objects to the kubernetes provider, which
-registers each one as a resource of its own kind under the group (named `<addon>-<namespace>/<name>`),
+registers each one as a resource of its own kind under the group (named `<addon>:<namespace>/<name>`),
 orders them (CRDs and Namespaces first, `config.kubernetes.io/depends-on`) and waits for each to be
 ready. So `pulumi preview` and policies still see every object, while the program registers one
 resource per addon: typed pulumi-kubernetes classes cost the Python SDK a type-hint walk of every

@@ -8,6 +8,7 @@ name, parent, inputs, dependencies, provider and options).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import gc
 import json
@@ -170,6 +171,145 @@ def _release_status(inputs: Mapping[str, Any], name: str) -> dict[str, Any]:
     }
 
 
+# Kinds of the built-in API groups that have no namespace; every other built-in kind has one.
+_CLUSTER_SCOPED_KINDS = frozenset(
+    {
+        "APIService", "CSIDriver", "CSINode", "CertificateSigningRequest", "ClusterRole",
+        "ClusterRoleBinding", "ClusterTrustBundle", "ComponentStatus", "CustomResourceDefinition",
+        "DeviceClass", "FlowSchema", "IPAddress", "IngressClass", "MutatingAdmissionPolicy",
+        "MutatingAdmissionPolicyBinding", "MutatingWebhookConfiguration", "Namespace", "Node",
+        "PersistentVolume", "PriorityClass", "PriorityLevelConfiguration", "ResourceSlice",
+        "RuntimeClass", "SelfSubjectAccessReview", "SelfSubjectReview", "SelfSubjectRulesReview",
+        "ServiceCIDR", "StorageClass", "StorageVersion", "StorageVersionMigration",
+        "SubjectAccessReview", "TokenReview", "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding", "ValidatingWebhookConfiguration",
+        "VolumeAttachment", "VolumeAttributesClass",
+    }
+)  # fmt: skip
+_DEPENDS_ON = "config.kubernetes.io/depends-on"
+
+ObjectKey = tuple[str, str, str, str]  # API group, kind, namespace, name: what cli-utils matches on
+
+
+# The API groups of Kubernetes itself (not of CRDs: gateway.networking.k8s.io is a CRD's group).
+_BUILTIN_GROUPS = frozenset(
+    {
+        "", "apps", "autoscaling", "batch", "policy", "admissionregistration.k8s.io",
+        "apiextensions.k8s.io", "apiregistration.k8s.io", "authentication.k8s.io",
+        "authorization.k8s.io", "certificates.k8s.io", "coordination.k8s.io", "discovery.k8s.io",
+        "events.k8s.io", "flowcontrol.apiserver.k8s.io", "internal.apiserver.k8s.io",
+        "networking.k8s.io", "node.k8s.io", "rbac.authorization.k8s.io", "resource.k8s.io",
+        "scheduling.k8s.io", "storage.k8s.io", "storagemigration.k8s.io",
+    }
+)  # fmt: skip
+
+
+@dataclass
+class _GroupObject:
+    """One object of a yaml/v2 ConfigGroup on its way to becoming a resource, as the provider sees it."""
+
+    api_group: str
+    kind: str
+    namespace: str
+    name: str
+    type: str
+    inputs: Any
+    wire: Any
+
+    @classmethod
+    def of(cls, wire: dict[str, Any], inputs: Any) -> _GroupObject:
+        metadata = wire.get("metadata") or {}
+        api_version = str(wire.get("apiVersion", ""))
+        api_group, _, version = api_version.rpartition("/")
+        api_group = "" if api_group == "core" else api_group  # the provider canonicalizes core/v1 to v1
+        kind = str(wire.get("kind"))
+        if (api_group, version, kind) == ("", "v1", "Secret") and isinstance(inputs, dict):
+            # register(): "Always mark these fields as secret to avoid leaking sensitive values".
+            secret_fields = [key for key in ("data", "stringData") if key in wire]
+            wire = {**wire, **{k: {_SIG_KEY: _SIG_SECRET, "value": wire[k]} for k in secret_fields}}
+            inputs = {**inputs, **dict.fromkeys(secret_fields, SECRET)}
+        return cls(
+            api_group=api_group,
+            kind=kind,
+            namespace=str(metadata.get("namespace") or ""),
+            name=str(metadata.get("name")),
+            type=f"kubernetes:{api_group or 'core'}/{version}:{kind}",
+            inputs=inputs,
+            wire=wire,
+        )
+
+    @property
+    def key(self) -> ObjectKey:
+        return self.api_group, self.kind, self.namespace, self.name
+
+    def set_namespace(self, namespace: str) -> None:
+        self.namespace = namespace
+        for attribute in ("inputs", "wire"):
+            value = getattr(self, attribute)
+            if isinstance(value, dict) and isinstance(value.get("metadata", {}), dict):
+                setattr(
+                    self,
+                    attribute,
+                    {**value, "metadata": {**value.get("metadata", {}), "namespace": namespace}},
+                )
+
+    def needs(self, group: Sequence[_GroupObject]) -> list[ObjectKey]:
+        """What the provider makes this object depend on (cli-utils' object graph): its Namespace,
+        the CRD that defines its kind and its `config.kubernetes.io/depends-on` objects."""
+        needed: list[ObjectKey] = []
+        if self.namespace:
+            needed.append(("", "Namespace", "", self.namespace))
+        for other in group:
+            if other.kind == "CustomResourceDefinition" and other.api_group == "apiextensions.k8s.io":
+                spec = other.inputs.get("spec") if isinstance(other.inputs, dict) else None
+                names = spec.get("names") if isinstance(spec, dict) else None
+                if (
+                    isinstance(spec, dict)
+                    and isinstance(names, dict)
+                    and (spec.get("group"), names.get("kind")) == (self.api_group, self.kind)
+                ):
+                    needed.append(other.key)
+        annotations = _annotations(self.inputs)
+        for reference in str(annotations.get(_DEPENDS_ON, "")).split(","):
+            parts = reference.strip().split("/")
+            if len(parts) == 5 and parts[1] == "namespaces":
+                needed.append((parts[0], parts[3], parts[2], parts[4]))
+            elif len(parts) == 3:
+                needed.append((parts[0], parts[1], "", parts[2]))
+        return [key for key in dict.fromkeys(needed) if key != self.key]
+
+
+def _annotations(inputs: Any) -> dict[str, Any]:
+    metadata = inputs.get("metadata") if isinstance(inputs, dict) else None
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    return annotations if isinstance(annotations, dict) else {}
+
+
+def _apply_default_namespace(objects: Sequence[_GroupObject], default: str) -> None:
+    """Normalize(): a namespaced object without a namespace goes to the provider's default one.
+
+    The provider asks the cluster whether a kind is namespaced unless a CRD of the group says;
+    offline, built-in kinds are known, and a custom kind without its CRD here keeps its manifest's
+    namespace (or none), as nothing offline can tell.
+    """
+    crd_scopes: dict[tuple[str, str], bool] = {}
+    for obj in objects:
+        spec = obj.inputs.get("spec") if isinstance(obj.inputs, dict) else None
+        if obj.kind == "CustomResourceDefinition" and isinstance(spec, dict):
+            names = spec.get("names")
+            if isinstance(names, dict):
+                crd_scopes[(str(spec.get("group")), str(names.get("kind")))] = spec.get("scope") != "Cluster"
+    for obj in objects:
+        if obj.namespace:
+            continue
+        if (obj.api_group, obj.kind) in crd_scopes:
+            namespaced = crd_scopes[(obj.api_group, obj.kind)]
+        else:
+            namespaced = obj.api_group in _BUILTIN_GROUPS and obj.kind not in _CLUSTER_SCOPED_KINDS
+        if namespaced:
+            obj.set_namespace(default)
+
+
 @functools.cache
 def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
     """RecordingMonitor, defined on first use so that importing this module does not load the SDK."""
@@ -266,36 +406,38 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
             """The resources the kubernetes provider's Construct registers for a yaml/v2 ConfigGroup.
 
             The program never registers these itself, so the mock engine would not see them: they are
-            added here as the provider names them. One resource per object, of the object's own type,
-            child of the group, named `<resourcePrefix>-<namespace>/<name>`, or `<resourcePrefix>-<name>`
-            when the manifest gives no namespace; the prefix defaults to the group's name
-            (https://github.com/pulumi/pulumi-kubernetes/issues/2870). The provider also orders them
-            (CRDs and Namespaces first, `config.kubernetes.io/depends-on`), which is not recorded here:
-            `dependsOn` stays the group's, on the group. Protect is inherited from the parent, as
-            the SDKs do for every child.
+            added here as the provider does it (pulumi-kubernetes provider/pkg/provider/yaml/v2:
+            `Normalize`, `Register`, `register`). One resource per object, of the object's own type,
+            child of the group (so the group's provider and protect are inherited, as the SDKs do
+            for every child), named `<resourcePrefix>:<namespace>/<name>`, or
+            `<resourcePrefix>:<name>` for an object without a namespace; the prefix defaults to the
+            group's name. A namespaced object without a namespace gets the provider's default one
+            first, in its inputs too. Each object depends on the Namespace, the
+            CustomResourceDefinition and the `config.kubernetes.io/depends-on` objects of the same
+            group that it needs, as the provider orders them. A v1 Secret's `data` and `stringData`
+            are always secret.
             """
             objects, shown = group.wire.get("objs"), group.inputs.get("objs")
             if not isinstance(objects, list) or not isinstance(shown, list):
                 return []  # unknown or secret as a whole: the objects are not known before deploying
             prefix = group.wire.get("resourcePrefix") or group.name
-            constructed = []
             # `shown` is `objects` normalized already, as part of the group's inputs.
-            for obj, inputs in zip(objects, shown, strict=True):
-                if not isinstance(obj, dict) or _SIG_KEY in obj:
-                    continue  # an object that is a secret or unknown as a whole: not known before deploying
-                metadata = obj.get("metadata") or {}
-                api_group, _, version = str(obj.get("apiVersion", "")).rpartition("/")
-                type_ = f"kubernetes:{api_group or 'core'}/{version}:{obj.get('kind')}"
-                namespace = metadata.get("namespace")
-                name = (
-                    f"{prefix}-{namespace}/{metadata.get('name')}"
-                    if namespace
-                    else f"{prefix}-{metadata.get('name')}"
-                )
+            known = [
+                _GroupObject.of(obj, inputs)
+                for obj, inputs in zip(objects, shown, strict=True)
+                if isinstance(obj, dict) and _SIG_KEY not in obj  # secret or unknown as a whole
+            ]
+            _apply_default_namespace(known, self._default_namespace(group.provider))
+            urns: dict[tuple[str, str, str, str], str] = {}
+            constructed = []
+            for item in known:
+                name = f"{prefix}:{item.namespace}/{item.name}" if item.namespace else f"{prefix}:{item.name}"
+                urn = self.make_urn(group.urn, item.type, name)
+                urns[item.key] = urn
                 constructed.append(
                     Registration(
-                        urn=self.make_urn(group.urn, type_, name),
-                        type=type_,
+                        urn=urn,
+                        type=item.type,
                         name=name,
                         custom=True,
                         remote=False,
@@ -307,11 +449,26 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
                         retain_on_delete=False,
                         ignore_changes=(),
                         delete_before_replace=False,
-                        inputs=inputs,
-                        wire=obj,
+                        inputs=item.inputs,
+                        wire=item.wire,
                     )
                 )
-            return constructed
+            return [
+                dataclasses.replace(r, dependencies=tuple(urns[k] for k in item.needs(known) if k in urns))
+                for r, item in zip(constructed, known, strict=True)
+            ]
+
+        def _default_namespace(self, provider: str | None) -> str:
+            """The provider's `namespace`, else `default`, as the provider would apply it.
+
+            A real provider without `namespace` takes its kubeconfig context's namespace, which
+            only the cluster's kubeconfig knows; `default` is what most contexts say.
+            """
+            for registration in self.registrations:
+                if registration.urn == provider:
+                    namespace = registration.inputs.get("namespace")
+                    return namespace if isinstance(namespace, str) and namespace else "default"
+            return "default"
 
     return RecordingMonitor
 

@@ -17,7 +17,7 @@ from meshplan import engine
 from tests.harness import FIXTURE_ADDONS, build
 
 ROOT = Path(__file__).resolve().parents[1]
-SDK_PACKAGES = ("pulumi", "pulumi_kubernetes", "pulumi_command", "google.protobuf", "grpc")
+SDK_PACKAGES = ("pulumi", "pulumi_kubernetes", "dill", "google.protobuf", "grpc")
 
 
 def _sdk_modules(code: str) -> list[str]:
@@ -168,6 +168,17 @@ objs = [
     {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"},
      "data": {"token": pulumi.Output.secret("s3cr3t")}},
     {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 2}},
+    {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "login", "namespace": "shop"},
+     "type": "Opaque", "data": {"password": "cGxhaW4="}, "stringData": {"password": "plain"}},
+    {"apiVersion": "v1", "kind": "ConfigMap",
+     "metadata": {"name": "after-login", "namespace": "shop", "annotations": {
+         "config.kubernetes.io/depends-on":
+             "/namespaces/shop/Secret/login,apiextensions.k8s.io/CustomResourceDefinition/gadgets.example.com"}}},
+    {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+     "metadata": {"name": "gadgets.example.com"},
+     "spec": {"group": "example.com", "scope": "Namespaced", "names": {"kind": "Gadget", "plural": "gadgets"}}},
+    {"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}},
+    {"apiVersion": "other.example.com/v1", "kind": "Widget", "metadata": {"name": "w"}},
 ]
 k8s.yaml.v2.ConfigGroup("app", objs=objs, opts=pulumi.ResourceOptions(provider=cluster, protect=True))
 k8s.yaml.v2.ConfigGroup("other", objs=objs[:1], resource_prefix="blue",
@@ -183,36 +194,80 @@ def _config_group_render(tmp_path: Path) -> engine.Render:
 
 
 def test_config_group_objects_are_resources_named_as_the_provider_names_them(tmp_path: Path) -> None:
+    # pulumi-kubernetes provider/pkg/provider/yaml/v2/yaml.go, register(): `<prefix>:<namespace>/<name>`
+    # or `<prefix>:<name>`, the prefix defaulting to the group's name.
     result = _config_group_render(tmp_path)
     by_name = {r.name: r for r in result.registrations}
     group, provider = by_name["app"], by_name["cluster"]
     assert (group.remote, group.custom) == (True, False)
     prefix = "urn:pulumi:test::istio-mesh::kubernetes:yaml/v2:ConfigGroup$"
     assert [(r.urn, r.type) for r in result.registrations if r.parent == group.urn] == [
-        (prefix + "kubernetes:core/v1:Namespace::app-shop", "kubernetes:core/v1:Namespace"),
-        (prefix + "kubernetes:core/v1:ConfigMap::app-shop/settings", "kubernetes:core/v1:ConfigMap"),
-        (prefix + "kubernetes:apps/v1:Deployment::app-web", "kubernetes:apps/v1:Deployment"),
+        (prefix + "kubernetes:core/v1:Namespace::app:shop", "kubernetes:core/v1:Namespace"),
+        (prefix + "kubernetes:core/v1:ConfigMap::app:shop/settings", "kubernetes:core/v1:ConfigMap"),
+        (prefix + "kubernetes:apps/v1:Deployment::app:default/web", "kubernetes:apps/v1:Deployment"),
+        (prefix + "kubernetes:core/v1:Secret::app:shop/login", "kubernetes:core/v1:Secret"),
+        (prefix + "kubernetes:core/v1:ConfigMap::app:shop/after-login", "kubernetes:core/v1:ConfigMap"),
+        (
+            prefix + "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition::app:gadgets.example.com",
+            "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition",
+        ),
+        (prefix + "kubernetes:example.com/v1:Gadget::app:default/g", "kubernetes:example.com/v1:Gadget"),
+        (prefix + "kubernetes:other.example.com/v1:Widget::app:w", "kubernetes:other.example.com/v1:Widget"),
     ]
-    for child in (by_name["app-shop"], by_name["app-shop/settings"], by_name["app-web"]):
+    for child in (by_name["app:shop"], by_name["app:shop/settings"], by_name["app:default/web"]):
         assert child.custom and not child.remote
         assert child.provider == provider.urn  # the group's provider constructs them
         assert child.protect  # inherited from the group
-        assert child.dependencies == ()
-    assert by_name["app-web"].inputs == {
+    # A namespaced kind without a namespace gets the provider's default one, in its inputs too.
+    assert by_name["app:default/web"].inputs == {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": "web"},
+        "metadata": {"name": "web", "namespace": "default"},
         "spec": {"replicas": 2},
     }
+    # A custom kind whose CRD is not in the group: nothing offline knows its scope, so it stays as written.
+    assert by_name["app:w"].inputs["metadata"] == {"name": "w"}
+    # The provider orders objects as cli-utils does: their Namespace, the CRD of their kind and
+    # `config.kubernetes.io/depends-on`, each only when it is in the same group.
+    assert {
+        name: [d.split("::")[-1] for d in r.dependencies]
+        for name, r in by_name.items()
+        if r.parent in (group.urn, by_name["other"].urn)
+    } == {
+        "app:shop": [],
+        "app:shop/settings": ["app:shop"],
+        "app:default/web": [],
+        "app:shop/login": ["app:shop"],
+        "app:shop/after-login": ["app:shop", "app:shop/login", "app:gadgets.example.com"],
+        "app:gadgets.example.com": [],
+        "app:default/g": ["app:gadgets.example.com"],
+        "app:w": [],
+        "blue:shop": [],
+    }
     other = by_name["other"]
-    assert [r.name for r in result.registrations if r.parent == other.urn] == ["blue-shop"]
-    assert not by_name["blue-shop"].protect
+    assert [r.name for r in result.registrations if r.parent == other.urn] == ["blue:shop"]
+    assert not by_name["blue:shop"].protect
+
+
+def test_a_config_group_object_in_the_providers_namespace(tmp_path: Path) -> None:
+    program = CONFIG_GROUP_PROGRAM.replace('context="kind-test"', 'context="kind-test", namespace="apps"')
+    (tmp_path / "__main__.py").write_text(program)
+    result = engine.render(tmp_path, "test", {})
+    assert result.error is None
+    names = [r.name for r in result.registrations]
+    assert "app:apps/web" in names and "app:apps/g" in names and "app:w" in names
 
 
 def test_a_secret_inside_a_config_group_stays_secret_in_its_object(tmp_path: Path) -> None:
-    settings = {r.name: r for r in _config_group_render(tmp_path).registrations}["app-shop/settings"]
+    by_name = {r.name: r for r in _config_group_render(tmp_path).registrations}
+    settings = by_name["app:shop/settings"]
     assert settings.inputs["data"] == {"token": engine.SECRET}
     assert settings.raw_inputs["data"] == {"token": "s3cr3t"}
+    # The provider marks a v1 Secret's data and stringData secret, whatever the program said.
+    login = by_name["app:shop/login"]
+    assert (login.inputs["data"], login.inputs["stringData"]) == (engine.SECRET, engine.SECRET)
+    assert login.raw_inputs["stringData"] == {"password": "plain"}
+    assert login.inputs["type"] == "Opaque"
 
 
 def test_show_loads_only_the_modules_it_uses() -> None:

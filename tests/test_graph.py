@@ -27,7 +27,7 @@ from tests.harness import (
     stack_config,
 )
 
-CHARTS = "https://blob.istio.io/istio-release/charts"
+CHARTS = "https://istio-release.storage.googleapis.com/charts"
 MESH = "istio-mesh:index:Mesh"
 CONTROL_PLANE = "istio-mesh:index:ControlPlane"
 
@@ -141,12 +141,12 @@ def test_each_addon_object_is_a_resource_of_its_own_kind_in_its_group(dev: Graph
     assert kiali.remote and not kiali.custom
     assert kiali.provider == dev.of_type(PROVIDER)[0].urn
     assert sorted((r.type, r.name) for r in dev.children(kiali)) == [
-        ("kubernetes:apps/v1:Deployment", "kiali-istio-system/kiali"),
-        ("kubernetes:core/v1:ConfigMap", "kiali-istio-system/kiali"),
-        ("kubernetes:core/v1:Service", "kiali-istio-system/kiali"),
-        ("kubernetes:core/v1:ServiceAccount", "kiali-istio-system/kiali"),
-        ("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "kiali-kiali"),
-        ("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", "kiali-kiali"),
+        ("kubernetes:apps/v1:Deployment", "kiali:istio-system/kiali"),
+        ("kubernetes:core/v1:ConfigMap", "kiali:istio-system/kiali"),
+        ("kubernetes:core/v1:Service", "kiali:istio-system/kiali"),
+        ("kubernetes:core/v1:ServiceAccount", "kiali:istio-system/kiali"),
+        ("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "kiali:kiali"),
+        ("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", "kiali:kiali"),
     ]
     # The group carries the objects as the manifest has them, dashboards applied, in manifest order.
     assert [o["kind"] for o in kiali.inputs["objs"]] == [r.inputs["kind"] for r in dev.children(kiali)]
@@ -269,7 +269,7 @@ def test_every_kubernetes_object_has_exactly_one_owner(dev: Graph) -> None:
 
 def _service(graph: Graph, name: str) -> dict[str, Any]:
     """The addon's own Service: the one its ConfigGroup (named after the addon) declares."""
-    return dict(graph.get(SERVICE, f"{name}-istio-system/{name}").inputs)
+    return dict(graph.get(SERVICE, f"{name}:istio-system/{name}").inputs)
 
 
 def test_dashboards_are_the_addons_own_services_on_fixed_node_ports(dev: Graph) -> None:
@@ -381,9 +381,9 @@ def test_a_missing_addon_file_is_a_clear_error(tmp_path: Any) -> None:
 
 
 def test_kiali_config_map_is_declared_from_the_addon(dev: Graph) -> None:
-    config_map = dev.get(CONFIG_MAP, "kiali-istio-system/kiali")
+    config_map = dev.get(CONFIG_MAP, "kiali:istio-system/kiali")
     assert "config.yaml" in config_map.inputs["data"]
-    assert dev.get(DEPLOYMENT, "kiali-istio-system/kiali").inputs["metadata"]["name"] == "kiali"
+    assert dev.get(DEPLOYMENT, "kiali:istio-system/kiali").inputs["metadata"]["name"] == "kiali"
 
 
 def test_a_dashboard_copies_only_the_service_it_changes() -> None:

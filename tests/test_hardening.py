@@ -13,8 +13,8 @@ from tests.harness import CONFIG_GROUP, CONFIG_MAP, DEPLOYMENT, PROD_PASSWORD, b
 PEER_AUTHENTICATION = "kubernetes:security.istio.io/v1:PeerAuthentication"
 SECRET_TYPE = "kubernetes:core/v1:Secret"
 # Addon objects, as the kubernetes provider names them in their addon's ConfigGroup.
-KIALI_CONFIG = "kiali-istio-system/kiali"
-GRAFANA_DEPLOYMENT = "grafana-istio-system/grafana"
+KIALI_CONFIG = "kiali:istio-system/kiali"
+GRAFANA_DEPLOYMENT = "grafana:istio-system/grafana"
 
 
 def _kiali_strategy(graph_config_map: dict) -> str:

@@ -44,7 +44,7 @@ PROD = (
     "--project-dir", str(ROOT), "--stack", "prod", "--config", PROD_ADDONS,
     "--config", f"grafanaAdminPassword={PROD_PASSWORD}",
 )  # fmt: skip
-KIALI_SERVICE = "kubernetes:yaml/v2:ConfigGroup$kubernetes:core/v1:Service::kiali-istio-system/kiali"
+KIALI_SERVICE = "kubernetes:yaml/v2:ConfigGroup$kubernetes:core/v1:Service::kiali:istio-system/kiali"
 # Pulumi passphrase ciphertexts (made up): they must never be printed, not even in an error.
 TOKEN_CIPHERTEXT = "v1:c2VjcmV0bm9uY2U=:Y2lwaGVydGV4dG9mdGhldG9rZW4="
 PASSWORD_CIPHERTEXT = "v1:bm9uY2Vub25jZQ==:Y2lwaGVydGV4dHBhc3N3b3Jk"
@@ -163,7 +163,7 @@ def test_diff_one_node_port_is_one_path(
 
     text = meshplan(capsys, "diff", *DEV, *change).out
     assert (
-        f"~ kubernetes:core/v1:Service kiali-istio-system/kiali\n    spec.ports[{index}].nodePort: 30007 → 30010\n"
+        f"~ kubernetes:core/v1:Service kiali:istio-system/kiali\n    spec.ports[{index}].nodePort: 30007 → 30010\n"
         in text
     )
     assert text.endswith(
@@ -410,7 +410,7 @@ def test_diff_against_git_revision(capsys: pytest.CaptureFixture[str], tmp_path:
     assert result["create"] == [] and result["delete"] == []
     assert len(result["update"]) == 1
     assert result["update"][0]["urn"].endswith(
-        "kubernetes:core/v1:Service::prometheus-istio-system/prometheus"
+        "kubernetes:core/v1:Service::prometheus:istio-system/prometheus"
     )
     assert result["update"][0]["paths"] == ["spec.ports[0].nodePort"]
 
