@@ -31,6 +31,13 @@ test:
 bench:
 	python bench/preview.py
 
+# Lock the addon manifests of an Istio version into addons.lock, for review in the pull request:
+# make addon-lock VERSION=1.31.1 (the same as `python -m components.addon_lock add 1.31.1`).
+.PHONY: addon-lock
+addon-lock:
+	$(if $(VERSION),,$(error set VERSION, e.g. make addon-lock VERSION=1.31.1))
+	$(BIN)/python -m components.addon_lock add $(VERSION)
+
 # One command brings up the dev stack on a local kind cluster with a local file state backend.
 dev-up: venv
 	kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --config hack/kind-dev.yaml

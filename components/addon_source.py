@@ -7,28 +7,40 @@ see the parsed objects.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import http.client
 import io
 import os
 import pathlib
 import re
+import shlex
 import tempfile
 import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import yaml
 
-from .addon_checksums import ADDON_SHA256
-
 KNOWN_ADDONS: tuple[str, ...] = ("prometheus", "grafana", "jaeger", "kiali", "loki")
+# Istio's own copy of each release's addons: the file at the release tag, so it never changes.
+UPSTREAM_ADDON_SOURCE = "https://raw.githubusercontent.com/istio/istio/{version}/samples/addons"
+
+PROJECT_DIR = pathlib.Path(__file__).resolve().parent.parent
+# The reviewed sums of every addon manifest a URL source may install (see its header, and
+# components/addon_lock.py, the command that writes it).
+LOCK_FILE = PROJECT_DIR / "addons.lock"
+LOCK_COMMAND = "python -m components.addon_lock add"
 
 _URL_SCHEMES = ("http://", "https://", "file://")
 _FETCH_TIMEOUT_SECONDS = 60
-_CHECKSUM_TABLE = "components/addon_checksums.py"
+_EXACT_VERSION = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+Checksums = Mapping[tuple[str, str], str]
 
 # libyaml is several times faster on the multi-thousand-line Kiali and Grafana manifests; both loaders
 # build the same plain Python objects, so the fallback only costs time.
@@ -63,6 +75,59 @@ def default_cache_dir() -> pathlib.Path:
     return pathlib.Path.home() / ".cache" / "istio-mesh" / "addons"
 
 
+def read_lock(path: pathlib.Path) -> Checksums:
+    """The sums of a lock file (`version addon sha256` lines, `#` comments), read-only.
+
+    Raises AddonSourceError naming the file and line of the first malformed line, or the file
+    itself when it cannot be read: without a trusted lock, nothing may be downloaded.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AddonSourceError(f"Cannot read the addon lock file {path}: {describe_error(exc)}.") from None
+    sums: dict[tuple[str, str], str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        content = line.strip()
+        if not content or content.startswith("#"):
+            continue
+        problem = _lock_line_problem(content.split(), sums)
+        if problem is not None:
+            raise AddonSourceError(f"{path}:{number}: {problem}: {content!r}.")
+        version, addon, sha256 = content.split()
+        sums[(version, addon)] = sha256
+    # Read-only so no caller can loosen verification at runtime by inserting a sum for a file it fetched.
+    return MappingProxyType(sums)
+
+
+def _lock_line_problem(fields: list[str], sums: Mapping[tuple[str, str], str]) -> str | None:
+    if len(fields) != 3:
+        return "expected three fields, 'version addon sha256'"
+    version, addon, sha256 = fields
+    if not _EXACT_VERSION.match(version):
+        return f"version {version!r} is not an exact x.y.z"
+    if addon not in KNOWN_ADDONS:
+        return f"addon {addon!r} is not one of {', '.join(KNOWN_ADDONS)}"
+    if not _SHA256.match(sha256):
+        return "the sha256 must be 64 lowercase hex digits"
+    if (version, addon) in sums:
+        return f"a second sum for {version} {addon}"
+    return None
+
+
+@functools.cache
+def locked_sums(path: pathlib.Path = LOCK_FILE) -> Checksums:
+    """`read_lock(path)`, read once per process."""
+    return read_lock(path)
+
+
+def lock_command(version: str, source: str) -> str:
+    """The exact command that locks `version`'s addons from `source`, as a user should run it."""
+    command = f"{LOCK_COMMAND} {shlex.quote(version)}"
+    if source != UPSTREAM_ADDON_SOURCE:
+        command += f" --source {shlex.quote(source)}"
+    return command
+
+
 def read_addon_text(
     source: str,
     version: str,
@@ -70,18 +135,23 @@ def read_addon_text(
     *,
     base_dir: pathlib.Path,
     cache_dir: pathlib.Path | None = None,
-    checksums: Mapping[tuple[str, str], str] = ADDON_SHA256,
+    checksums: Checksums | None = None,
     fetch: Callable[[str], bytes] | None = None,
 ) -> str:
+    """One addon manifest as text: a URL source downloaded (or cached) and verified, a local one read.
+
+    `checksums` defaults to the project's lock file (`LOCK_FILE`), read only when a URL needs it.
+    """
     if is_url(source):
         url = addon_location(source, version, addon)
         data = _read_verified_url(
             url,
+            source,
             version,
             addon,
             cache_dir=default_cache_dir() if cache_dir is None else cache_dir,
-            checksums=checksums,
-            fetch=_urlopen_fetch if fetch is None else fetch,
+            checksums=locked_sums() if checksums is None else checksums,
+            fetch=fetch_url if fetch is None else fetch,
         )
         return _decode(data, url)
     path = _local_path(source, version, addon, base_dir)
@@ -105,7 +175,7 @@ def load_addon(
     *,
     base_dir: pathlib.Path,
     cache_dir: pathlib.Path | None = None,
-    checksums: Mapping[tuple[str, str], str] = ADDON_SHA256,
+    checksums: Checksums | None = None,
     fetch: Callable[[str], bytes] | None = None,
 ) -> list[dict[str, Any]]:
     text = read_addon_text(
@@ -137,25 +207,26 @@ def _read_local(path: pathlib.Path, source: str, version: str, addon: str) -> by
         ) from None
     except OSError as exc:
         raise AddonSourceError(
-            f"Addon '{addon}' (Istio {version}): cannot read {path}: {_describe(exc)} "
+            f"Addon '{addon}' (Istio {version}): cannot read {path}: {describe_error(exc)} "
             f"(addons.source is '{source}')."
         ) from None
 
 
 def _read_verified_url(
     url: str,
+    source: str,
     version: str,
     addon: str,
     *,
     cache_dir: pathlib.Path,
-    checksums: Mapping[tuple[str, str], str],
+    checksums: Checksums,
     fetch: Callable[[str], bytes],
 ) -> bytes:
     # Looked up before any download so an unpinned version never touches the network, and so the
     # version string is known-good before it becomes a cache path component.
     expected = checksums.get((version, addon))
     if expected is None:
-        raise AddonSourceError(_unknown_checksum_message(url, version, addon, checksums))
+        raise AddonSourceError(_unknown_checksum_message(url, source, version, addon, checksums))
     expected = expected.lower()
 
     cache_file = cache_dir / version / f"{addon}.yaml"
@@ -169,7 +240,7 @@ def _read_verified_url(
         raise
     except (OSError, ValueError, http.client.HTTPException) as exc:
         raise AddonSourceError(
-            f"Could not download addon '{addon}' (Istio {version}) from {url}: {_describe(exc)}. "
+            f"Could not download addon '{addon}' (Istio {version}) from {url}: {describe_error(exc)}. "
             "A local directory as addons.source avoids the download."
         ) from None
 
@@ -183,17 +254,20 @@ def _read_verified_url(
     return data
 
 
-def _unknown_checksum_message(
-    url: str, version: str, addon: str, checksums: Mapping[tuple[str, str], str]
-) -> str:
+def _unknown_checksum_message(url: str, source: str, version: str, addon: str, checksums: Checksums) -> str:
     known = sorted({v for (v, a) in checksums if a == addon}, key=_version_key)
     known_text = ", ".join(known) if known else "none"
+    if not _EXACT_VERSION.match(version) or addon not in KNOWN_ADDONS:
+        return (
+            f"No sha256 is locked for addon '{addon}' of Istio {version}, so {url} cannot be verified "
+            f"and is not downloaded. Versions locked for '{addon}': {known_text}."
+        )
     return (
-        f"No sha256 checksum is known for addon '{addon}' of Istio {version}, so {url} cannot be "
-        f"verified and is not downloaded. Versions with a known checksum for '{addon}': {known_text}. "
-        f"Either point addons.source at a local directory (for example an unpacked "
-        f"istio-{version}/samples/addons), or add the sum for ('{version}', '{addon}') to "
-        f"{_CHECKSUM_TABLE}."
+        f"No sha256 is locked for addon '{addon}' of Istio {version} in addons.lock, so {url} cannot be "
+        f"verified and is not downloaded. Versions locked for '{addon}': {known_text}. To lock "
+        f"{version}, run `{lock_command(version, source)}` in the project, check the sums it prints and "
+        f"commit addons.lock; or point addons.source at a local directory (for example an unpacked "
+        f"istio-{version}/samples/addons)."
     )
 
 
@@ -225,7 +299,7 @@ def _write_cache(cache_file: pathlib.Path, data: bytes, url: str) -> None:
         # The bytes are already verified, so an unwritable cache (read-only home in CI) only costs a
         # download on the next run; failing the deploy for it would be out of proportion.
         warnings.warn(
-            f"Could not cache {url} at {cache_file}: {_describe(exc)}; it will be downloaded again next run.",
+            f"Could not cache {url} at {cache_file}: {describe_error(exc)}; it will be downloaded again next run.",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -235,7 +309,8 @@ def _write_cache(cache_file: pathlib.Path, data: bytes, url: str) -> None:
                 os.unlink(tmp_name)
 
 
-def _urlopen_fetch(url: str) -> bytes:
+def fetch_url(url: str) -> bytes:
+    """The body of `url` (http, https or file), or OSError / ValueError / HTTPException."""
     with urllib.request.urlopen(url, timeout=_FETCH_TIMEOUT_SECONDS) as response:
         return response.read()
 
@@ -244,12 +319,13 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """A short reason for a download or file error: `HTTP 404 Not Found`, `timed out`, ..."""
     if isinstance(exc, urllib.error.HTTPError):
         return f"HTTP {exc.code} {exc.reason}"
     if isinstance(exc, urllib.error.URLError):
         reason = exc.reason
-        return _describe(reason) if isinstance(reason, BaseException) else str(reason)
+        return describe_error(reason) if isinstance(reason, BaseException) else str(reason)
     if isinstance(exc, TimeoutError):
         return str(exc) or "timed out"
     return str(exc) or type(exc).__name__

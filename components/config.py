@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from components.addon_source import KNOWN_ADDONS, is_url
+from components.addon_source import KNOWN_ADDONS, UPSTREAM_ADDON_SOURCE, is_url
 
 PROJECT = "istio-mesh"
 # The control plane's namespace: the charts, the addons and the dashboards all live here.
@@ -58,7 +58,7 @@ RETIRED_CHART_REPOSITORIES = (
     "oci://gcr.io/istio-release/charts",
 )
 FIRST_VERSION_NOT_ON_RETIRED_REPOSITORIES = (1, 31, 0)
-DEFAULT_ADDON_SOURCE = "https://raw.githubusercontent.com/istio/istio/{version}/samples/addons"
+DEFAULT_ADDON_SOURCE = UPSTREAM_ADDON_SOURCE
 DEFAULT_ADDONS = ("prometheus", "grafana", "jaeger", "kiali")
 SECRET_KEYS = ("grafanaAdminPassword",)
 

@@ -13,16 +13,18 @@ import pytest
 import yaml
 
 from components import addon_source
-from components.addon_checksums import ADDON_SHA256
 from components.addon_source import (
     KNOWN_ADDONS,
+    LOCK_FILE,
     AddonSourceError,
     addon_location,
     default_cache_dir,
     is_url,
     load_addon,
+    locked_sums,
     parse_manifest,
     read_addon_text,
+    read_lock,
 )
 
 TESTS_DIR = pathlib.Path(__file__).parent
@@ -277,18 +279,19 @@ def test_url_unknown_version_lists_known_versions_and_does_not_download(tmp_path
         )
     url = "https://addons.example.invalid/istio/1.19.0/samples/addons/kiali.yaml"
     assert str(info.value) == (
-        f"No sha256 checksum is known for addon 'kiali' of Istio 1.19.0, so {url} cannot be verified "
-        f"and is not downloaded. Versions with a known checksum for 'kiali': {KNOWN_VERSIONS}. "
-        "Either point addons.source at a local directory (for example an unpacked "
-        "istio-1.19.0/samples/addons), or add the sum for ('1.19.0', 'kiali') to "
-        "components/addon_checksums.py."
+        f"No sha256 is locked for addon 'kiali' of Istio 1.19.0 in addons.lock, so {url} cannot be verified "
+        f"and is not downloaded. Versions locked for 'kiali': {KNOWN_VERSIONS}. To lock 1.19.0, run "
+        "`python -m components.addon_lock add 1.19.0 --source "
+        "'https://addons.example.invalid/istio/{version}/samples/addons'` in the project, check the sums it "
+        "prints and commit addons.lock; or point addons.source at a local directory (for example an "
+        "unpacked istio-1.19.0/samples/addons)."
     )
     assert not (tmp_path / "cache").exists()
 
 
 def test_url_unknown_addon_says_no_versions(tmp_path: pathlib.Path) -> None:
     with pytest.raises(
-        AddonSourceError, match=re.escape("Versions with a known checksum for 'tempo': none.")
+        AddonSourceError, match=re.escape("Versions locked for 'tempo': none.")
     ):
         read_addon_text(URL_SOURCE, "1.20.8", "tempo", base_dir=tmp_path, cache_dir=tmp_path, fetch=no_fetch)
 
@@ -518,27 +521,23 @@ def test_load_addon_url_parse_error_names_url(tmp_path: pathlib.Path) -> None:
         )
 
 
-# --- checksum table ------------------------------------------------------------------------------
+# --- the lock file ------------------------------------------------------------------------------
 
 
-def test_checksum_table_covers_every_addon_of_eleven_releases() -> None:
-    versions = sorted({version for version, _ in ADDON_SHA256})
+def test_lock_covers_every_addon_of_eleven_releases() -> None:
+    sums = read_lock(LOCK_FILE)
+    versions = sorted({version for version, _ in sums})
     assert len(versions) == 11
     assert ", ".join(sorted(versions, key=lambda v: tuple(int(p) for p in v.split(".")))) == KNOWN_VERSIONS
-    assert len(ADDON_SHA256) == 55
-    assert set(ADDON_SHA256) == {(version, addon) for version in versions for addon in KNOWN_ADDONS}
-    for key, value in ADDON_SHA256.items():
-        assert re.fullmatch(r"[0-9a-f]{64}", value), key
+    assert len(sums) == 55
+    assert set(sums) == {(version, addon) for version in versions for addon in KNOWN_ADDONS}
 
 
-def test_checksum_table_spot_values_and_read_only() -> None:
-    assert ADDON_SHA256[("1.20.8", "prometheus")] == (
-        "87dfa1a3f329ccbcae0dc038a13c8f3889fb065802285dfebfeee4900b461d60"
-    )
-    assert (
-        ADDON_SHA256[("1.30.3", "loki")] == "d0b1495e04d1501e8b25be1217e85ba539af55822274a67545270146b0f8823c"
-    )
+def test_lock_spot_values_and_read_only() -> None:
+    sums = locked_sums()
+    assert sums[("1.20.8", "prometheus")] == "87dfa1a3f329ccbcae0dc038a13c8f3889fb065802285dfebfeee4900b461d60"
+    assert sums[("1.30.3", "loki")] == "d0b1495e04d1501e8b25be1217e85ba539af55822274a67545270146b0f8823c"
     # Releases that did not change a file share its sum.
-    assert ADDON_SHA256[("1.20.8", "jaeger")] == ADDON_SHA256[("1.21.6", "jaeger")]
+    assert sums[("1.20.8", "jaeger")] == sums[("1.21.6", "jaeger")]
     with pytest.raises(TypeError):
-        ADDON_SHA256[("9.9.9", "loki")] = "0" * 64  # pyright: ignore[reportIndexIssue]
+        sums[("9.9.9", "loki")] = "0" * 64  # pyright: ignore[reportIndexIssue]
