@@ -11,13 +11,39 @@ from components.config import GatewayConfig, IstioConfig, Revision, parse_versio
 # (https://istio.io/latest/docs/setup/additional-setup/config-profiles/).
 FIRST_PROFILE_AWARE = (1, 21, 0)
 
-# Helm has no `minimal` profile: istioctl's minimal is the default control plane without gateways,
-# and gateways are separate releases here anyway.
-CHART_PROFILE = {"default": "default", "demo": "demo", "minimal": "default"}
+# Helm has no `default` profile: the charts' defaults are it, and `profile: default` fails the
+# install with "unknown profile default" (every chart from 1.21 to 1.30 has no files/profile-default.yaml).
+# Helm has no `minimal` either: istioctl's minimal is the default control plane without gateways, and
+# gateways are separate releases here anyway. None = set no `profile` value.
+CHART_PROFILE: Mapping[str, str | None] = {"default": None, "demo": "demo", "minimal": None}
 
-# What the demo profile does to istiod, spelled out for 1.20 charts, which ignore `profile`.
+# What istioctl's demo profile of 1.20 (manifests/profiles/demo.yaml of 1.20.8) does to istiod,
+# spelled out for 1.20 charts, which ignore `profile`.
 DEMO_ISTIOD_VALUES: Mapping[str, Any] = {
-    "meshConfig": {"accessLogFile": "/dev/stdout"},
+    "meshConfig": {
+        "accessLogFile": "/dev/stdout",
+        # The providers the tasks on istio.io name in their Telemetry resources.
+        "extensionProviders": [
+            {
+                "name": "otel",
+                "envoyOtelAls": {
+                    "service": "opentelemetry-collector.istio-system.svc.cluster.local",
+                    "port": 4317,
+                },
+            },
+            {
+                "name": "skywalking",
+                "skywalking": {"service": "tracing.istio-system.svc.cluster.local", "port": 11800},
+            },
+            {
+                "name": "otel-tracing",
+                "opentelemetry": {
+                    "port": 4317,
+                    "service": "opentelemetry-collector.otel-collector.svc.cluster.local",
+                },
+            },
+        ],
+    },
     "global": {"proxy": {"resources": {"requests": {"cpu": "10m", "memory": "40Mi"}}}},
     "pilot": {
         "autoscaleEnabled": False,
@@ -25,10 +51,24 @@ DEMO_ISTIOD_VALUES: Mapping[str, Any] = {
         "resources": {"requests": {"cpu": "10m", "memory": "100Mi"}},
     },
 }
+
+# What the demo profile does to the gateways. The `gateway` chart reads none of it from `profile`
+# (its demo profile sets `gateways.istio-*gateway`, the keys of the old istioctl gateway charts), so a
+# 1.21+ chart with `profile: demo` renders exactly its defaults: these are set on every version.
 DEMO_GATEWAY_VALUES: Mapping[str, Any] = {
     "autoscaling": {"enabled": False},
     "resources": {"requests": {"cpu": "10m", "memory": "40Mi"}},
 }
+# The demo ingress also listens for TCP (31400) and SNI-routed TLS (15443), which tasks on istio.io
+# use. Helm replaces lists, so the chart's three default ports are repeated; the gateway chart's
+# targets are the service ports themselves (its pods may bind ports below 1024), not istioctl's 8080/8443.
+DEMO_INGRESS_PORTS: tuple[Mapping[str, Any], ...] = (
+    {"name": "status-port", "port": 15021, "protocol": "TCP", "targetPort": 15021},
+    {"name": "http2", "port": 80, "protocol": "TCP", "targetPort": 80},
+    {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 443},
+    {"name": "tcp", "port": 31400, "protocol": "TCP", "targetPort": 31400},
+    {"name": "tls", "port": 15443, "protocol": "TCP", "targetPort": 15443},
+)
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,7 +93,8 @@ def _copy(value: Any) -> Any:
 def profile_values(version: str, profile: str, demo_values: Mapping[str, Any]) -> dict[str, Any]:
     """What the profile means for a chart of `version`: a `profile` value, or 1.20's explicit values."""
     if parse_version(version) >= FIRST_PROFILE_AWARE:
-        return {"profile": CHART_PROFILE[profile]}
+        chart_profile = CHART_PROFILE[profile]
+        return {"profile": chart_profile} if chart_profile else {}
     return _copy(demo_values) if profile == "demo" else {}
 
 
@@ -82,10 +123,12 @@ def gateway_version(istio: IstioConfig, gateway: GatewayConfig) -> str:
 
 
 def gateway_values(istio: IstioConfig, gateway: GatewayConfig) -> dict[str, Any]:
-    values = deep_merge(
-        profile_values(gateway_version(istio, gateway), istio.profile, DEMO_GATEWAY_VALUES),
-        {"service": {"type": gateway.service_type}},
-    )
+    values = profile_values(gateway_version(istio, gateway), istio.profile, {})
+    if istio.profile == "demo":
+        values = deep_merge(values, DEMO_GATEWAY_VALUES)
+        if gateway.name == "ingress":
+            values = deep_merge(values, {"service": {"ports": DEMO_INGRESS_PORTS}})
+    values = deep_merge(values, {"service": {"type": gateway.service_type}})
     if gateway.tag:
         # The chart labels the pods `istio.io/rev=<tag>`, which the tag's webhook injects.
         values["revision"] = gateway.tag

@@ -172,11 +172,11 @@ def test_each_revision_is_its_own_istiod_release(canary: list[Graph]) -> None:
     old, new = graph.release("istiod-1-29-6"), graph.release("istiod-1-30-3")
     assert (old.inputs["version"], old.inputs["values"]) == (
         "1.29.6",
-        {"profile": "default", "revision": "1-29-6"},
+        {"revision": "1-29-6"},
     )
     assert (new.inputs["version"], new.inputs["values"]) == (
         "1.30.3",
-        {"profile": "default", "revision": "1-30-3"},
+        {"revision": "1-30-3"},
     )
     assert graph.release("istio-base").inputs["values"] == {"defaultRevision": "1-29-6"}
 
@@ -238,7 +238,6 @@ def test_gateways_follow_a_tag_and_restart_when_it_moves() -> None:
     gateway = graph.release("istio-ingressgateway")
     assert gateway.inputs["version"] == "1.30.3"
     assert gateway.inputs["values"] == {
-        "profile": "default",
         "service": {"type": "LoadBalancer"},
         "revision": "prod-canary",
     }
