@@ -27,7 +27,7 @@ from tests.harness import (
     stack_config,
 )
 
-CHARTS = "https://istio-release.storage.googleapis.com/charts"
+CHARTS = "https://blob.istio.io/istio-release/charts"
 MESH = "istio-mesh:index:Mesh"
 CONTROL_PLANE = "istio-mesh:index:ControlPlane"
 
