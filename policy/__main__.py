@@ -24,9 +24,16 @@ from pulumi_policy import (
 )
 
 if __package__:
-    from .rules import PRODUCTION_MANDATORY_RULES, RULES, Rule, RuleContext, context_for
+    from .rules import ADVISORY_RULES, PRODUCTION_MANDATORY_RULES, RULES, Rule, RuleContext, context_for
 else:  # pragma: no cover - only under `pulumi ... --policy-pack`
-    from rules import PRODUCTION_MANDATORY_RULES, RULES, Rule, RuleContext, context_for  # type: ignore[no-redef]
+    from rules import (  # type: ignore[no-redef]
+        ADVISORY_RULES,
+        PRODUCTION_MANDATORY_RULES,
+        RULES,
+        Rule,
+        RuleContext,
+        context_for,
+    )
 
 PACK_NAME = "istio-mesh"
 
@@ -63,6 +70,10 @@ PRODUCTION_ONLY_RULES = frozenset({"production-dashboards-internal", "production
 
 
 def _specs_for(rule: Rule) -> tuple[PolicySpec, ...]:
+    if rule.id in ADVISORY_RULES:
+        # Warns on every stack (rules.ADVISORY_RULES): an Istio version the support table does not
+        # know is a reason to check upstream, not to stop a production deploy.
+        return (PolicySpec(rule.id, rule, EnforcementLevel.ADVISORY),)
     if rule.id in PRODUCTION_MANDATORY_RULES:
         return (
             PolicySpec(

@@ -26,9 +26,14 @@ from typing import Any
 import yaml
 
 try:
-    from .istio_releases import oldest_supported_minor, support_status
+    from .istio_releases import UPSTREAM_SUPPORT_PAGE, oldest_supported_minor, support_status, unknown_reason
 except ImportError:  # pragma: no cover - run by `pulumi` as a policy pack: this folder is sys.path[0]
-    from istio_releases import oldest_supported_minor, support_status  # type: ignore[no-redef]
+    from istio_releases import (  # type: ignore[no-redef]
+        UPSTREAM_SUPPORT_PAGE,
+        oldest_supported_minor,
+        support_status,
+        unknown_reason,
+    )
 
 # The stand-ins `meshplan` writes for values a plan cannot show.
 SECRET = "[secret]"
@@ -405,6 +410,34 @@ def istio_version_supported(resources: Resources, context: RuleContext) -> list[
     return found
 
 
+def istio_version_known(resources: Resources, context: RuleContext) -> list[Violation]:
+    """Every Istio chart's version is one the support table knows, so `istio-version-supported` can judge it.
+
+    A version newer than the table (or a table gone stale) passes `istio-version-supported`, which
+    cannot call the newest Istio unsupported; this rule says so instead of letting it pass silently.
+    Always advisory: an unknown version is a reason to look, not to block a deploy.
+    """
+    rule = "istio-version-known"
+    found: list[Violation] = []
+    for release in _of_type(resources, RELEASE):
+        version = _inputs(release).get("version")
+        if (
+            _chart(release) not in ISTIO_CHARTS
+            or not isinstance(version, str)
+            or not EXACT_VERSION.match(version)
+        ):
+            continue
+        reason = unknown_reason(version, context.today)
+        if reason is None:
+            continue
+        message = (
+            f"Istio {version} (chart {_chart(release)}) is unknown to the support table: {reason}; check "
+            f"upstream ({UPSTREAM_SUPPORT_PAGE}) and update policy/istio_releases.py"
+        )
+        found.append(Violation(rule, _urn(release), message))
+    return found
+
+
 def _kiali_strategy(config_map: Resource) -> tuple[str | None, str | None]:
     """(strategy, None), or (None, why it cannot be read) for Kiali's `config.yaml`."""
     text = _dig(_inputs(config_map), "data", "config.yaml")
@@ -634,6 +667,11 @@ RULES: tuple[Rule, ...] = (
         istio_version_supported,
     ),
     Rule(
+        "istio-version-known",
+        "Istio charts use a version the support table knows (advisory: check upstream otherwise).",
+        istio_version_known,
+    ),
+    Rule(
         "kiali-not-anonymous-when-exposed",
         "A NodePort or LoadBalancer Kiali does not use the anonymous auth strategy.",
         kiali_not_anonymous_when_exposed,
@@ -654,11 +692,13 @@ RULE_IDS: tuple[str, ...] = tuple(rule.id for rule in RULES)
 # Rules that block a production stack but only warn on the others: a dev stack that reproduces the
 # hand-made setup (an old Istio, anonymous Kiali on a NodePort) is told, not stopped.
 PRODUCTION_MANDATORY_RULES = frozenset({"istio-version-supported", "kiali-not-anonymous-when-exposed"})
+# Rules that only ever warn, on every stack.
+ADVISORY_RULES = frozenset({"istio-version-known"})
 
 
 def is_advisory(rule_id: str, context: RuleContext) -> bool:
     """Whether a violation of `rule_id` on this stack is a warning rather than a failure."""
-    return rule_id in PRODUCTION_MANDATORY_RULES and not context.production
+    return rule_id in ADVISORY_RULES or (rule_id in PRODUCTION_MANDATORY_RULES and not context.production)
 
 
 def rule_by_id(rule_id: str) -> Rule:

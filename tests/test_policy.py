@@ -39,7 +39,7 @@ STACK = "prod"
 CONTEXT = "kind-istio-prod"
 KUBECONFIG = "/etc/istio-mesh/prod.kubeconfig"
 ISTIO = "1.28.2"
-REPO = "https://istio-release.storage.googleapis.com/charts"
+REPO = "https://blob.istio.io/istio-release/charts"
 TARGET = f"--context {CONTEXT} --kubeconfig {KUBECONFIG}"
 
 
@@ -513,6 +513,7 @@ def test_rule_ids() -> None:
         "production-dashboards-internal",
         "production-base-protected",
         "istio-version-supported",
+        "istio-version-known",
         "kiali-not-anonymous-when-exposed",
         "explicit-provider",
         "commands-name-cluster",
@@ -541,8 +542,9 @@ def test_table_is_consecutive_and_in_order() -> None:
         ("1.20", date(2024, 6, 21)),  # 1.22.0 (2024-05-10) + 6 weeks
         ("1.22", date(2024, 12, 17)),  # 1.24.0 (2024-11-05) + 6 weeks
         ("1.28", date(2026, 6, 26)),  # 1.30.0 (2026-05-15) + 6 weeks
-        ("1.29", None),
+        ("1.29", date(2026, 10, 15)),  # announced; 1.31.0 (2026-08-20) + 6 weeks would be 2026-10-01
         ("1.30", None),
+        ("1.31", None),
     ],
 )
 def test_end_of_support(minor: str, eol: date | None) -> None:
@@ -566,12 +568,12 @@ def test_minor_without_known_successor_is_supported() -> None:
 
 
 def test_minor_newer_than_table_is_supported_with_unknown_end() -> None:
-    status = support_status("1.31.0", TODAY)
+    status = support_status("1.32.0", TODAY)
     assert (status.supported, status.end_of_support, status.in_table, status.minor) == (
         True,
         None,
         False,
-        "1.31",
+        "1.32",
     )
 
 
@@ -596,7 +598,7 @@ def test_parse_minor_rejects(version: str) -> None:
 
 def test_oldest_supported_minor() -> None:
     assert istio_releases.oldest_supported_minor(TODAY) == "1.27"
-    assert istio_releases.oldest_supported_minor(date(2040, 1, 1)) == "1.29"
+    assert istio_releases.oldest_supported_minor(date(2040, 1, 1)) == "1.30"
 
 
 # --- the policy pack -------------------------------------------------------------------------------
@@ -608,6 +610,7 @@ EXPECTED_POLICIES = [
     ("production-base-protected", EnforcementLevel.MANDATORY),
     ("istio-version-supported", EnforcementLevel.MANDATORY),
     ("istio-version-supported-advisory", EnforcementLevel.ADVISORY),
+    ("istio-version-known", EnforcementLevel.ADVISORY),
     ("kiali-not-anonymous-when-exposed", EnforcementLevel.MANDATORY),
     ("kiali-not-anonymous-when-exposed-advisory", EnforcementLevel.ADVISORY),
     ("explicit-provider", EnforcementLevel.MANDATORY),
@@ -680,6 +683,7 @@ def broken_plan(environment: str) -> dict[str, Any]:
     plan = good_plan(environment)
     find(plan, "istiod")["inputs"]["version"] = "1.26.3"
     find(plan, "istio-base")["inputs"]["version"] = "^1.28.0"
+    find(plan, "istio-ingressgateway")["inputs"]["version"] = "1.32.0"
     find(plan, "istio-base")["protect"] = False
     find(plan, "istio-ingressgateway")["inputs"]["values"]["service"]["ports"][0]["nodePort"] = 29999
     find(plan, "istio-system/kiali")["inputs"]["spec"]["type"] = "NodePort"
@@ -798,7 +802,9 @@ def test_pack_through_the_sdk_analyzer(environment: str) -> None:
     expected = sorted(
         (
             f"{v.rule}-advisory" if v.rule in split and advisory else v.rule,
-            analyzer_pb2.ADVISORY if v.rule in split and advisory else analyzer_pb2.MANDATORY,
+            analyzer_pb2.ADVISORY
+            if v.rule in split and advisory or v.rule in rules.ADVISORY_RULES
+            else analyzer_pb2.MANDATORY,
             v.urn,
             v.message,
         )
@@ -857,6 +863,8 @@ def test_pack_runs_the_way_pulumi_runs_it(
         ("development", "kiali-not-anonymous-when-exposed", True),
         ("development", "explicit-provider", False),
         ("production", "explicit-provider", False),
+        ("production", "istio-version-known", True),
+        ("development", "istio-version-known", True),
     ],
 )
 def test_which_violations_only_warn(environment: str, rule_id: str, advisory: bool) -> None:
