@@ -803,7 +803,7 @@ def test_pack_through_the_sdk_analyzer(environment: str) -> None:
         (
             f"{v.rule}-advisory" if v.rule in split and advisory else v.rule,
             analyzer_pb2.ADVISORY
-            if v.rule in split and advisory or v.rule in rules.ADVISORY_RULES
+            if (v.rule in split and advisory) or v.rule in rules.ADVISORY_RULES
             else analyzer_pb2.MANDATORY,
             v.urn,
             v.message,
