@@ -290,9 +290,7 @@ def test_url_unknown_version_lists_known_versions_and_does_not_download(tmp_path
 
 
 def test_url_unknown_addon_says_no_versions(tmp_path: pathlib.Path) -> None:
-    with pytest.raises(
-        AddonSourceError, match=re.escape("Versions locked for 'tempo': none.")
-    ):
+    with pytest.raises(AddonSourceError, match=re.escape("Versions locked for 'tempo': none.")):
         read_addon_text(URL_SOURCE, "1.20.8", "tempo", base_dir=tmp_path, cache_dir=tmp_path, fetch=no_fetch)
 
 
@@ -535,7 +533,9 @@ def test_lock_covers_every_addon_of_eleven_releases() -> None:
 
 def test_lock_spot_values_and_read_only() -> None:
     sums = locked_sums()
-    assert sums[("1.20.8", "prometheus")] == "87dfa1a3f329ccbcae0dc038a13c8f3889fb065802285dfebfeee4900b461d60"
+    assert (
+        sums[("1.20.8", "prometheus")] == "87dfa1a3f329ccbcae0dc038a13c8f3889fb065802285dfebfeee4900b461d60"
+    )
     assert sums[("1.30.3", "loki")] == "d0b1495e04d1501e8b25be1217e85ba539af55822274a67545270146b0f8823c"
     # Releases that did not change a file share its sum.
     assert sums[("1.20.8", "jaeger")] == sums[("1.21.6", "jaeger")]
