@@ -248,7 +248,7 @@ def _read_verified_url(
     if actual != expected:
         raise AddonSourceError(
             f"Checksum mismatch for addon '{addon}' (Istio {version}) downloaded from {url}: "
-            f"expected sha256 {expected}, got {actual}. The file was not cached or used."
+            f"expected sha256 {expected} (addons.lock), got {actual}. The file was not cached or used."
         )
     _write_cache(cache_file, data, url)
     return data

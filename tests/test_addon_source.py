@@ -234,7 +234,7 @@ def test_url_checksum_mismatch_is_rejected_and_not_cached(tmp_path: pathlib.Path
         read_url(tmp_path, fetch)
     assert str(info.value) == (
         f"Checksum mismatch for addon 'prometheus' (Istio 1.20.8) downloaded from {PROMETHEUS_URL}: "
-        f"expected sha256 {MANIFEST_SHA}, got {hashlib.sha256(tampered).hexdigest()}. "
+        f"expected sha256 {MANIFEST_SHA} (addons.lock), got {hashlib.sha256(tampered).hexdigest()}. "
         "The file was not cached or used."
     )
     assert fetch.calls == [PROMETHEUS_URL]
