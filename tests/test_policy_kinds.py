@@ -1,0 +1,164 @@
+"""Which policy rules fire for the objects of a Helm v4 Chart and a kustomize Directory.
+
+pulumi-kubernetes' `helm.sh/v4:Chart` and `kustomize/v2:Directory` are components: the provider
+registers each object they hold as a resource of its own kind, with the component's provider, and
+the component itself reaches no cluster. So the rules judge the objects, never the component: a
+component has no provider of its own to blame, and the policy pack is not told that a resource is a
+component (the plan shape here leaves `custom` out, as the pack's adapter does). Each object below
+breaks exactly one rule, and each violation is stated in full.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+
+from policy.rules import COMPONENT_TYPES, Violation, check_all, context_for
+
+TODAY = date(2026, 1, 15)
+CONTEXT = "prod-cluster"
+
+
+def urn(type_: str, name: str, parent_type: str | None = None) -> str:
+    qualified = f"{parent_type}${type_}" if parent_type else type_
+    return f"urn:pulumi:prod::istio-mesh::{qualified}::{name}"
+
+
+PROVIDER = urn("pulumi:providers:kubernetes", "cluster")
+DEFAULT_PROVIDER = urn("pulumi:providers:kubernetes", "default_4_34_2")
+CHART = "kubernetes:helm.sh/v4:Chart"
+DIRECTORY = "kubernetes:kustomize/v2:Directory"
+
+
+def resource(
+    type_: str, name: str, inputs: dict[str, Any], *, parent: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A resource in the plan shape the rules read (what meshplan writes and the pack adapts to)."""
+    parent_type = parent.split("::")[2] if parent else None
+    return {
+        "urn": urn(type_, name, parent_type),
+        "type": type_,
+        "name": name,
+        "parent": parent,
+        "provider": PROVIDER,
+        "protect": False,
+        "inputs": inputs,
+    } | extra
+
+
+def component(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    # Remote components are registered without a provider reference of their own.
+    return resource(type_, name, inputs, provider=None)
+
+
+def service(name: str, service_type: str, ports: list[dict[str, Any]], *, parent: str) -> dict[str, Any]:
+    metadata = {"name": name, "namespace": "istio-system"}
+    return resource(
+        "kubernetes:core/v1:Service",
+        f"{name}:istio-system/{name}",
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": metadata,
+            "spec": {"type": service_type, "ports": ports},
+        },
+        parent=parent,
+    )
+
+
+def stack(*resources: dict[str, Any]) -> list[dict[str, Any]]:
+    """A production stack: the labelled istio-system Namespace and the cluster provider, then `resources`."""
+    namespace = resource(
+        "kubernetes:core/v1:Namespace",
+        "istio-system",
+        {"metadata": {"name": "istio-system", "labels": {"istio-mesh/environment": "production"}}},
+    )
+    provider = resource("pulumi:providers:kubernetes", "cluster", {"context": CONTEXT}, provider=None)
+    return [namespace, provider, *resources]
+
+
+def violations(resources: list[dict[str, Any]]) -> list[Violation]:
+    return check_all(resources, context_for(resources, TODAY))
+
+
+CHART_COMPONENT = component(
+    CHART, "kiali-server", {"chart": "kiali-server", "version": "2.5.0", "namespace": "istio-system"}
+)
+DIRECTORY_COMPONENT = component(DIRECTORY, "monitoring", {"directory": "./monitoring"})
+
+
+@pytest.mark.parametrize("type_", sorted(COMPONENT_TYPES))
+def test_a_component_without_a_provider_is_no_violation(type_: str) -> None:
+    assert violations(stack(component(type_, "holder", {}))) == []
+
+
+def test_the_same_object_outside_a_component_needs_a_provider() -> None:
+    """The control for the test above: a kubernetes resource with no provider is a violation."""
+    config_map = resource(
+        "kubernetes:core/v1:ConfigMap", "settings", {"metadata": {"name": "settings"}}, provider=None
+    )
+    assert [str(v) for v in violations(stack(config_map))] == [
+        f"explicit-provider: {config_map['urn']}: has no explicit provider, so it would use the ambient "
+        "kubeconfig; pass cluster with ResourceOptions(provider=...) or providers=..."
+    ]
+
+
+def test_compliant_objects_of_a_chart_and_a_directory_pass() -> None:
+    objects = [
+        service("kiali", "ClusterIP", [{"port": 20001}], parent=CHART_COMPONENT["urn"]),
+        service("prometheus", "ClusterIP", [{"port": 9090}], parent=DIRECTORY_COMPONENT["urn"]),
+    ]
+    assert violations(stack(CHART_COMPONENT, DIRECTORY_COMPONENT, *objects)) == []
+
+
+def test_the_objects_of_a_helm_v4_chart_are_judged_rule_by_rule() -> None:
+    parent = CHART_COMPONENT["urn"]
+    kiali = service("kiali", "NodePort", [{"port": 20001, "nodePort": 40001}], parent=parent)
+    config_map = resource(
+        "kubernetes:core/v1:ConfigMap",
+        "kiali:istio-system/kiali",
+        {
+            "metadata": {"name": "kiali", "namespace": "istio-system"},
+            "data": {"config.yaml": "auth:\n  strategy: anonymous\n"},
+        },
+        parent=parent,
+    )
+    assert [str(v) for v in violations(stack(CHART_COMPONENT, kiali, config_map))] == [
+        f"node-ports-valid: {kiali['urn']}: nodePort 40001 is outside 30000-32767",
+        f"production-dashboards-internal: {kiali['urn']}: dashboard Service istio-system/kiali has type "
+        "NodePort; on production dashboards must be ClusterIP",
+        f"kiali-not-anonymous-when-exposed: {kiali['urn']}: Kiali Service istio-system/kiali has type NodePort "
+        "and ConfigMap istio-system/kiali sets auth.strategy anonymous; an exposed Kiali needs token, openid, "
+        "openshift or header",
+    ]
+
+
+def test_the_objects_of_a_kustomize_directory_are_judged_rule_by_rule() -> None:
+    parent = DIRECTORY_COMPONENT["urn"]
+    prometheus = service("prometheus", "LoadBalancer", [{"port": 9090, "nodePort": 30009}], parent=parent)
+    grafana = service("grafana", "ClusterIP", [{"port": 3000, "nodePort": 30009}], parent=parent)
+    deployment = resource(
+        "kubernetes:apps/v1:Deployment",
+        "monitoring:istio-system/exporter",
+        {"metadata": {"name": "exporter", "namespace": "istio-system"}},
+        parent=parent,
+        provider=f"{DEFAULT_PROVIDER}::0b1d",
+    )
+    found = violations(stack(DIRECTORY_COMPONENT, prometheus, grafana, deployment))
+    assert [str(v) for v in found] == [
+        f"node-ports-valid: {prometheus['urn']}: nodePort 30009 is used by both grafana:istio-system/grafana "
+        "and prometheus:istio-system/prometheus",
+        f"production-dashboards-internal: {prometheus['urn']}: dashboard Service istio-system/prometheus has "
+        "type LoadBalancer; on production dashboards must be ClusterIP",
+        f"explicit-provider: {deployment['urn']}: uses the default provider default_4_34_2; pass cluster with "
+        "ResourceOptions(provider=...) or providers=...",
+    ]
+
+
+def test_off_production_an_exposed_dashboard_of_a_chart_is_allowed() -> None:
+    kiali = service("kiali", "NodePort", [{"port": 20001, "nodePort": 30007}], parent=CHART_COMPONENT["urn"])
+    resources = stack(CHART_COMPONENT, kiali)
+    resources[0]["inputs"]["metadata"]["labels"] = {"istio-mesh/environment": "development"}
+    assert violations(resources) == []
