@@ -49,3 +49,9 @@ dev-down:
 	PULUMI_BACKEND_URL=file://$(STATE_DIR) PULUMI_CONFIG_PASSPHRASE=$${PULUMI_CONFIG_PASSPHRASE-} \
 		pulumi destroy --yes --stack dev
 	kind delete cluster --name $(KIND_CLUSTER)
+
+# Mutation testing, not run in CI (minutes to hours): hack/mutate.py over every module it lists, or
+# one with `make mutate MODULE=components/revision_tags.py`; prints survivors and a table per module.
+.PHONY: mutate
+mutate:
+	nice -n 19 python hack/mutate.py $(MODULE)
