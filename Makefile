@@ -55,3 +55,21 @@ dev-down:
 .PHONY: mutate
 mutate:
 	nice -n 19 python hack/mutate.py $(MODULE)
+
+# Lists the targets, each with the first line of the comment above it (or what it runs or needs).
+.PHONY: help
+help:
+	@awk '/^# / { if (!doc) doc = substr($$0, 3); next } \
+		/^\.PHONY/ { next } \
+		pending != "" { line = $$0; sub(/^\t@?/, "", line); sub(/ *\\$$/, "", line); \
+			printf "  %-14s %s\n", pending, (/^\t/ ? "runs: " substr(line, 1, 80) : needs); pending = "" } \
+		/^[A-Za-z][A-Za-z0-9_-]*:/ && !/:=/ { name = $$0; sub(/:.*/, "", name); \
+			needs = $$0; sub(/^[^:]*: */, "", needs); needs = (needs == "" ? "" : "needs: " needs); \
+			if (doc) printf "  %-14s %s\n", name, doc; else pending = name } \
+		{ doc = "" }' $(firstword $(MAKEFILE_LIST))
+
+# Mutation testing, not run in CI (minutes to hours): hack/mutate.py over every module it lists, or
+# one with `make mutate MODULE=components/revision_tags.py`; prints survivors and a table per module.
+.PHONY: mutate
+mutate:
+	nice -n 19 python hack/mutate.py $(MODULE)

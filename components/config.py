@@ -335,7 +335,8 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path) -> MeshConfig:
     Raises ConfigError listing every problem at once.
     """
     problems = _Problems()
-    for key in sorted(set(raw) - set(TOP_LEVEL_KEYS), key=str):
+    unknown = sorted(set(raw) - set(TOP_LEVEL_KEYS), key=str)
+    for key in unknown:
         problems.bad(key, raw[key], f"unknown key; allowed keys: {', '.join(TOP_LEVEL_KEYS)}")
 
     cluster = _parse_cluster(problems, raw.get("cluster"))
@@ -368,8 +369,11 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path) -> MeshConfig:
     )
     # The password itself is a Pulumi secret read by the program; only its presence is validated here.
     password_set = raw.get("grafanaAdminPassword") not in (None, "")
+    # After a misspelt top-level key (`dashbords`), the defaults it hides would ask for a password
+    # the stack may not need: the unknown key is the one problem to report.
     if (
-        "grafana" in addons.enabled
+        not unknown
+        and "grafana" in addons.enabled
         and find_dashboard(dashboards, "grafana").auth == "password"
         and not password_set
     ):

@@ -131,10 +131,41 @@ class Context:
             sys.stderr.write(self.redact(text.rstrip("\n") + "\n"))
 
 
+def find_project_dir(given: str | None) -> Path:
+    """`--project-dir`, or the nearest directory from here up that holds a Pulumi.yaml (as `pulumi` does)."""
+    if given is not None:
+        project_dir = Path(given).resolve()
+        if not (project_dir / "Pulumi.yaml").is_file():
+            raise UsageError(f"--project-dir {given}: {project_dir} is not a Pulumi project (no Pulumi.yaml)")
+        return project_dir
+    here = Path.cwd().resolve()
+    for directory in (here, *here.parents):
+        if (directory / "Pulumi.yaml").is_file():
+            return directory
+    raise UsageError(f"no Pulumi.yaml in {here} or any directory above it: pass --project-dir DIR")
+
+
+def stack_names(project_dir: Path) -> list[str]:
+    """The stacks with a stack file in the project, `Pulumi.<stack>.yaml`, sorted."""
+    names = []
+    for path in project_dir.glob("Pulumi.*.y*ml"):
+        match = _STACK_FILE_NAME.fullmatch(path.name)
+        if match is not None and _STACK_NAME.fullmatch(match["stack"]):
+            names.append(match["stack"])
+    return sorted(set(names))
+
+
+def _default_stack(project_dir: Path) -> str:
+    names = stack_names(project_dir)
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise UsageError(f"--stack is required: {project_dir} has no stack file Pulumi.<stack>.yaml")
+    raise UsageError(f"--stack is required when a project has several stacks; stacks: {', '.join(names)}")
+
+
 def _target(args: argparse.Namespace, context: Context) -> Target:
-    project_dir = Path(args.project_dir).resolve()
-    if not (project_dir / "Pulumi.yaml").is_file():
-        raise UsageError(f"{project_dir} is not a Pulumi project (no Pulumi.yaml); see --project-dir")
+    project_dir = find_project_dir(args.project_dir)
     if not (project_dir / "__main__.py").is_file():
         raise UsageError(f"{project_dir} has no __main__.py, so there is no program to render")
     stack_file = Path(args.stack_file).resolve() if args.stack_file else None
@@ -147,19 +178,48 @@ def _target(args: argparse.Namespace, context: Context) -> Target:
             )
         stack = match["stack"]
     if stack is None:
-        raise UsageError("--stack is required (or a --stack-file named Pulumi.<stack>.yaml)")
+        stack = _default_stack(project_dir)
     if not _STACK_NAME.fullmatch(stack):
         raise UsageError(f"--stack {stack!r}: a stack name has only letters, digits, '-', '_' and '.'")
-    target = Target(project_dir, stack, stack_file, tuple(args.config or ()))
+    if stack_file is None and not (project_dir / f"Pulumi.{stack}.yaml").is_file():
+        names = stack_names(project_dir)
+        raise UsageError(
+            f"--stack {stack}: no stack file Pulumi.{stack}.yaml in {project_dir}; "
+            + (f"stacks: {', '.join(names)}" if names else "the project has no stack files")
+        )
+    shared = tuple(getattr(args, "shared_config", None) or ())
+    target = Target(project_dir, stack, stack_file, shared + tuple(args.config or ()))
     context.redact.add_stack_file(target.stack_path)
     return target
 
 
-def render_here(target: Target) -> dict[str, Any]:
+# What every error about a source that cannot be reached adds: how to work without the network.
+OFFLINE_HINT = (
+    "to render offline, point the sources at local directories: --config addons.source=DIR "
+    "(a directory holding <addon>.yaml, such as istio-<version>/samples/addons) and "
+    "--config istio.chartRepository=DIR (a directory of charts or of <chart>-<version>.tgz)"
+)
+_UNREACHABLE = re.compile(
+    r"could not download|name or service not known|temporary failure in name resolution|"
+    r"connection refused|network is unreachable|timed out|no route to host|urlopen error",
+    re.IGNORECASE,
+)
+
+
+def with_offline_hint(message: str) -> str:
+    """`message`, plus how to point the sources at local directories when a source was unreachable."""
+    if _UNREACHABLE.search(message) and "--config addons.source=DIR" not in message:
+        return f"{message}\n{OFFLINE_HINT}"
+    return message
+
+
+def render_here(target: Target, context: Context | None = None) -> dict[str, Any]:
     """The target's plan, rendered in this process."""
     config = load_stack(
         target.project_dir, target.stack, stack_file=target.stack_file, overrides=target.overrides
     )
+    for warning in config.warnings:
+        (context or Context()).warn(warning)
     # Whatever the program prints must not end up inside a `--json` plan on stdout.
     with contextlib.redirect_stdout(sys.stderr):
         try:
@@ -173,7 +233,7 @@ def render_here(target: Target) -> dict[str, Any]:
                 "(MESHPLAN_DEBUG=1 shows the traceback)"
             ) from None
     if result.error is not None:
-        raise UsageError(f"{target.label}: {result.error}")
+        raise UsageError(with_offline_hint(f"{target.label}: {result.error}"))
     return result.plan()
 
 
@@ -185,41 +245,45 @@ def _dump_json(document: Any) -> str:
 
 
 def run_show(args: argparse.Namespace, context: Context) -> tuple[int, str]:
-    plan = render_here(_target(args, context))
+    plan = render_here(_target(args, context), context)
     return EXIT_OK, _dump_json(plan) if args.json else show.format_tree(plan)
 
 
 def run_graph(args: argparse.Namespace, context: Context) -> tuple[int, str]:
     from meshplan import graph
 
-    plan = render_here(_target(args, context))
+    plan = render_here(_target(args, context), context)
     return EXIT_OK, graph.dot(plan) if args.format == "dot" else graph.mermaid(plan)
 
 
 def run_check(args: argparse.Namespace, context: Context) -> tuple[int, str]:
+    target = _target(args, context)
+    # The rules of the project being checked (an installed `meshplan` runs from anywhere), imported
+    # here: the other verbs must keep working while the policy package is being changed.
+    if str(target.project_dir) not in sys.path:
+        sys.path.insert(0, str(target.project_dir))
     try:
-        # Imported here: the other verbs must keep working while the policy package is being changed.
         from policy.rules import check_plan, is_advisory, plan_context
     except ImportError as error:
         raise UsageError(f"cannot load the policy rules (policy/rules.py): {error}") from None
-    plan = render_here(_target(args, context))
+    plan = render_here(target, context)
     violations = list(check_plan(plan, args.today))
     if not violations:
         return EXIT_OK, "no policy violations\n"
     # As in the policy pack: some rules only warn off production. Those lines say so, and alone
     # they do not fail the check.
+    from meshplan.checks import Finding, format_findings
+
     rule_context = plan_context(plan, args.today)
-    advisory = [is_advisory(v.rule, rule_context) for v in violations]
-    lines = "".join(
-        f"{'advisory: ' if warn else ''}{v}\n" for v, warn in zip(violations, advisory, strict=True)
-    )
-    return (EXIT_OK if all(advisory) else EXIT_FOUND), lines
+    findings = [Finding(v.rule, is_advisory(v.rule, rule_context), v.urn, v.message) for v in violations]
+    lines = "".join(line + "\n" for line in format_findings(findings))
+    return (EXIT_OK if all(f.advisory for f in findings) else EXIT_FOUND), lines
 
 
 def _against_plans(
-    target: Target, against: str, context: Context
+    target: Target, against: str, old_overrides: tuple[str, ...], context: Context
 ) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """(old plan, new plan, label of the old side) for `--against`."""
+    """(old plan, new plan, label of the old side) for `--against`; `old_overrides` are the old side's."""
     from meshplan import diff as plan_diff
     from meshplan.revisions import checkout, render_all
 
@@ -230,7 +294,7 @@ def _against_plans(
                 tree.moved(target.project_dir),
                 target.stack,
                 tree.moved(target.stack_file) if target.stack_file else None,
-                target.overrides,
+                old_overrides,
             )
             context.redact.add_stack_file(old_target.stack_path)
             new, old = render_all([target.request(), old_target.request(against)])
@@ -241,8 +305,10 @@ def _against_plans(
     if path.exists():
         if not path.is_file():
             raise UsageError(f"--against {against}: a directory, not a plan file")
+        if set(old_overrides) - set(target.overrides):  # --against-config: a saved plan has no config
+            raise UsageError(f"--against-config: --against {against} is a saved plan, which has no config")
         old_plan = plan_diff.load_plan_file(path)
-        return old_plan, render_here(target), f"plan file {against}"
+        return old_plan, render_here(target, context), f"plan file {against}"
     stack_file = target.project_dir / f"Pulumi.{against}.yaml"
     if not _STACK_NAME.fullmatch(against) or not stack_file.is_file():
         raise UsageError(
@@ -250,7 +316,7 @@ def _against_plans(
             "expected a stack name, a plan file saved by `show --json`, or git:REV"
         )
     context.redact.add_stack_file(stack_file)
-    other = Target(target.project_dir, against, None, target.overrides)
+    other = Target(target.project_dir, against, None, old_overrides)
     new, old = render_all([target.request(), other.request()])
     for side in (new, old):
         context.warn(side.stderr)
@@ -261,7 +327,8 @@ def run_diff(args: argparse.Namespace, context: Context) -> tuple[int, str]:
     from meshplan import diff as plan_diff
 
     target = _target(args, context)
-    old, new, old_label = _against_plans(target, args.against, context)
+    old_overrides = tuple(args.shared_config or ()) + tuple(args.against_config or ())
+    old, new, old_label = _against_plans(target, args.against, old_overrides, context)
     result = plan_diff.diff_plans(old, new)
     if args.json:
         text = plan_diff.format_json(result)
@@ -291,16 +358,22 @@ def _verb(
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--stack", help="stack name: reads Pulumi.<stack>.yaml of the project")
+    common.add_argument(
+        "--stack",
+        help="stack name: reads Pulumi.<stack>.yaml of the project; needed only when it has several stacks",
+    )
     common.add_argument("--stack-file", metavar="PATH", help="read this stack file instead")
     common.add_argument(
         "--config",
         metavar="KEY=VALUE",
         action="append",
-        help="override one config value (dotted key, YAML value); repeatable",
+        help="override one config value (dotted key, YAML value; a *version stays text); repeatable. "
+        "In diff: the new side only",
     )
     common.add_argument(
-        "--project-dir", default=".", metavar="DIR", help="the Pulumi project (default: current directory)"
+        "--project-dir",
+        metavar="DIR",
+        help="the Pulumi project (default: the nearest directory from here up with a Pulumi.yaml)",
     )
 
     parser = argparse.ArgumentParser(
@@ -319,6 +392,18 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         metavar="REF",
         help="a stack name, a plan file from `show --json`, or git:REV",
+    )
+    diff_parser.add_argument(
+        "--against-config",
+        metavar="KEY=VALUE",
+        action="append",
+        help="override one config value of the old side (a stack or git:REV) only; repeatable",
+    )
+    diff_parser.add_argument(
+        "--shared-config",
+        metavar="KEY=VALUE",
+        action="append",
+        help="override one config value on both sides, e.g. addons.source=DIR; repeatable",
     )
     diff_parser.add_argument("--json", action="store_true", help="the changes as JSON")
     diff_parser.add_argument("--exit-code", action="store_true", help="exit 1 when anything would change")
@@ -364,3 +449,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     sys.stdout.write(context.redact(output))
     return code
+
+
+def run() -> None:
+    """The `meshplan` command (and `python -m meshplan`): main(), then exit without teardown."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `meshplan show | head`: the reader left; point stdout at /dev/null so the final flush is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.stderr.flush()
+    # Skip interpreter teardown: freeing the ~100 000 objects the SDK's modules leave on the heap
+    # takes about 100 ms (bench/preview.py) and produces nothing, and collecting asyncio loops the
+    # SDK leaves open could print an "Exception ignored ... Invalid file descriptor" trace after a
+    # clean run.
+    os._exit(code)

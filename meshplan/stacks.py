@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ class StackConfig:
     stack: str
     values: Mapping[str, Any]  # namespaced keys, e.g. "istio-mesh:istio"
     secret_keys: tuple[str, ...]
+    warnings: tuple[str, ...] = field(default=())  # things the program ignores that look like mistakes
 
 
 def _namespaced(key: str) -> str:
@@ -52,12 +54,41 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.load(text, Loader=YAML_LOADER)
     except yaml.YAMLError as error:
-        raise StackConfigError(f"{path} is not valid YAML: {error}") from None
+        raise StackConfigError(f"{path} is not valid YAML: {yaml_error_text(error, str(path))}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise StackConfigError(f"{path}: expected a mapping at the top level")
     return data
+
+
+def yaml_error_text(error: yaml.YAMLError, source: str) -> str:
+    """PyYAML's message with the file (or `--config` value) it came from, not `"<unicode string>"`.
+
+    Parsing text rather than a file object names the input `<unicode string>` in every mark.
+    """
+    for attribute in ("context_mark", "problem_mark"):
+        mark = getattr(error, attribute, None)
+        if mark is not None:
+            # libyaml's marks are read-only: a pure-Python one with the same place, without the
+            # quoted snippet of the line (which could be a secret's ciphertext).
+            setattr(error, attribute, yaml.error.Mark(source, mark.index, mark.line, mark.column, None, 0))
+    return str(error)
+
+
+# Pulumi's own namespaces; any other namespace that looks like this project's is probably a typo.
+_KNOWN_NAMESPACES = frozenset({"pulumi", "kubernetes", "command", "aws", "gcp", "azure"})
+MIN_TYPO_SIMILARITY = 0.75
+
+
+def looks_like_project(namespace: str) -> bool:
+    """`istiomesh`, `istio_mesh`, `Istio-Mesh`, `isito-mesh`: a namespace meant to be this project's."""
+    if namespace == PROJECT or namespace in _KNOWN_NAMESPACES:
+        return False
+    squashed = "".join(c for c in namespace.lower() if c.isalnum())
+    if squashed == "".join(c for c in PROJECT if c.isalnum()):
+        return True
+    return difflib.SequenceMatcher(None, namespace.lower(), PROJECT).ratio() >= MIN_TYPO_SIMILARITY
 
 
 def _mask_secrets(value: Any) -> tuple[Any, bool]:
@@ -84,10 +115,19 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.load(raw, Loader=YAML_LOADER) if raw.strip() else ""
     except yaml.YAMLError as error:
-        raise StackConfigError(f"--config {text!r}: the value is not valid YAML: {error}") from None
+        raise StackConfigError(
+            f"--config {text!r}: the value is not valid YAML: {yaml_error_text(error, '--config ' + key)}"
+        ) from None
     path = key.strip().removeprefix(f"{PROJECT}:").split(".")
     if any(not part for part in path):
         raise StackConfigError(f"--config {text!r}: empty segment in the key path")
+    if (
+        path[-1].lower().endswith("version")
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
+    ):
+        # A version is text: YAML reads `1.20` as the number 1.2, which is another version.
+        value = raw.strip()
     return path, value
 
 
@@ -122,12 +162,22 @@ def load_stack(
     declared = _read_yaml(path).get("config") or {}
     if not isinstance(declared, Mapping):
         raise StackConfigError(f"{path}: `config` must be a mapping")
+    warnings = []
     for key, value in declared.items():
         masked, is_secret = _mask_secrets(value)
-        config[_namespaced(str(key))] = masked
+        name = _namespaced(str(key))
+        config[name] = masked
         if is_secret:
-            secret_keys.add(_namespaced(str(key)))
+            secret_keys.add(name)
+        namespace, _, bare = name.partition(":")
+        if looks_like_project(namespace):
+            warnings.append(
+                f"warning: {path}: config key {name} is in namespace {namespace!r}, which the program "
+                f"ignores; did you mean {PROJECT}:{bare}?"
+            )
     for override in overrides:
         path_parts, value = parse_override(override)
         _set_path(config, path_parts, value, override)
-    return StackConfig(stack=stack, values=config, secret_keys=tuple(sorted(secret_keys)))
+    return StackConfig(
+        stack=stack, values=config, secret_keys=tuple(sorted(secret_keys)), warnings=tuple(warnings)
+    )

@@ -48,8 +48,8 @@ def test_diff_of_two_stacks_renders_both_in_children_without_the_sdk() -> None:
         from meshplan import cli
         with contextlib.redirect_stdout(io.StringIO()) as out:
             code = cli.main(["diff", "--json", "--project-dir", {str(ROOT)!r}, "--stack", "dev",
-                             "--config", "addons.source={FIXTURE_ADDONS / "k8s-labels"}",
-                             "--config", "grafanaAdminPassword=x", "--against", "prod"])
+                             "--shared-config", "addons.source={FIXTURE_ADDONS / "k8s-labels"}",
+                             "--shared-config", "grafanaAdminPassword=x", "--against", "prod"])
         assert code == 0, code
         assert json.loads(out.getvalue())["update"]
         """

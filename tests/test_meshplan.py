@@ -208,7 +208,10 @@ def test_diff_new_injected_namespace_only_adds(
 
 
 def test_diff_dev_against_prod(capsys: pytest.CaptureFixture[str]) -> None:
-    both = ("--config", PROD_ADDONS, "--config", f"grafanaAdminPassword={PROD_PASSWORD}", "--against", "prod")
+    both = (
+        "--shared-config", PROD_ADDONS, "--shared-config", f"grafanaAdminPassword={PROD_PASSWORD}",
+        "--against", "prod",
+    )  # fmt: skip
     run = meshplan(capsys, "diff", "--json", "--project-dir", str(ROOT), "--stack", "dev", *both)
     assert run.code == 0, run.err
     result = run.json()
@@ -403,7 +406,16 @@ def test_diff_against_git_revision(capsys: pytest.CaptureFixture[str], tmp_path:
     stack_file.write_text(stack_file.read_text().replace("nodePort: 30009", "nodePort: 30011"))
     _git(repo, "commit", "--quiet", "-am", "prometheus on 30011")
 
-    args = ("--project-dir", str(repo), "--stack", "dev", "--config", DEV_ADDONS, "--against", "git:HEAD~1")
+    args = (
+        "--project-dir",
+        str(repo),
+        "--stack",
+        "dev",
+        "--shared-config",
+        DEV_ADDONS,
+        "--against",
+        "git:HEAD~1",
+    )
     run = meshplan(capsys, "diff", "--json", *args)
     assert run.code == 0, run.err
     result = run.json()
@@ -447,7 +459,8 @@ def test_config_error_exits_2_naming_the_key(capsys: pytest.CaptureFixture[str])
         (("show", "--project-dir", str(ROOT)), "--stack is required"),
         (("show", *DEV, "--config", "nonsense"), "expected KEY=VALUE"),
         (("show", "--project-dir", "/nonexistent", "--stack", "dev"), "not a Pulumi project"),
-        (("show", "--stack", "dev"), "not a Pulumi project"),  # the current directory is not the project
+        # Neither the current directory nor any above it is a project.
+        (("show", "--stack", "dev"), "no Pulumi.yaml in"),
         (("graph", *DEV, "--format", "svg"), "invalid choice"),
         (("frobnicate",), "invalid choice"),
     ],
@@ -455,7 +468,7 @@ def test_config_error_exits_2_naming_the_key(capsys: pytest.CaptureFixture[str])
 def test_mistakes_exit_2_without_traceback(
     capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(ROOT.parent)  # not the project: `--project-dir` defaults to the current directory
+    monkeypatch.chdir(ROOT.parent)  # not in the project: `--project-dir` defaults to the one around here
     run = meshplan(capsys, *argv)
     assert run.code == 2
     assert "Traceback" not in run.err
@@ -479,10 +492,8 @@ def test_bad_plan_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Pat
 @dataclasses.dataclass(frozen=True)
 class _FakeViolation:
     rule: str
-    text: str
-
-    def __str__(self) -> str:
-        return self.text
+    urn: str
+    message: str
 
 
 def _fake_policy(
@@ -492,7 +503,7 @@ def _fake_policy(
 
     def check_plan(plan: Mapping[str, Any], today: Any) -> list[_FakeViolation]:
         seen.append((plan, today))
-        return [_FakeViolation(line.split(":", 1)[0], line) for line in violations]
+        return [_FakeViolation(*line.split(": ", 2)) for line in violations]
 
     rules = types.ModuleType("policy.rules")
     rules.check_plan = check_plan  # type: ignore[attr-defined]
@@ -543,9 +554,15 @@ def test_check_with_the_real_rules_warns_on_the_hand_made_dev_stack(
     # Istio 1.20.8 is out of support and Kiali is anonymous on a NodePort: advisory off production.
     run = meshplan(capsys, "check", *DEV, "--today", "2026-11-25")
     assert run.code == 0, run.err
-    rules = sorted({line.split(":")[1].strip() for line in run.out.splitlines()})
-    assert rules == ["istio-version-supported", "kiali-not-anonymous-when-exposed"]
-    assert all(line.startswith("advisory: ") for line in run.out.splitlines())
+    # One line per finding, the resources by type and name, the four Releases' lines folded.
+    assert run.out.splitlines() == [
+        "advisory: istio-version-supported: Release istio-base, istio-egressgateway, istio-ingressgateway, "
+        "istiod: Istio 1.20.8 (chart {base|gateway|istiod}) is out of support: 1.20 went out of support on "
+        "2024-06-21 (six weeks after 1.22.0 of 2024-05-10); on 2026-11-25 use 1.30 or newer",
+        "advisory: kiali-not-anonymous-when-exposed: Service kiali:istio-system/kiali: Kiali Service "
+        "istio-system/kiali has type NodePort and ConfigMap istio-system/kiali sets auth.strategy anonymous; "
+        "an exposed Kiali needs token, openid, openshift or header",
+    ]
 
 
 def test_check_with_the_real_rules_fails_an_exposed_production_dashboard(
@@ -563,10 +580,9 @@ def test_check_with_the_real_rules_fails_an_exposed_production_dashboard(
         "2026-11-25",
     )
     assert run.code == 1, run.err
-    (line,) = run.out.splitlines()
-    assert line.startswith("production-dashboards-internal: ")
-    assert line.endswith(
-        "dashboard Service istio-system/prometheus has type NodePort; on production dashboards must be ClusterIP"
+    assert run.out == (
+        "production-dashboards-internal: Service prometheus:istio-system/prometheus: dashboard Service "
+        "istio-system/prometheus has type NodePort; on production dashboards must be ClusterIP\n"
     )
 
 
