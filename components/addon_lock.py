@@ -5,8 +5,9 @@ The program installs a downloaded addon manifest only when its sha256 is in addo
 one way: this explicit command, whose result is a diff of addons.lock that is reviewed in a pull
 request, as go.sum (https://go.dev/ref/mod#go-sum-files) and Chart.lock are.
 
-    python -m components.addon_lock add 1.31.1 [1.30.5 ...] [--source URL-TEMPLATE]
-        download the five addon manifests of each version, print their sums, write them to the lock
+    python -m components.addon_lock add 1.31.1 [1.30.5 ...] [--source URL-TEMPLATE] [--addon NAME ...]
+        download the addon manifests of each version (all five unless --addon names some), print
+        their sums, write them to the lock
     python -m components.addon_lock check [VERSION ...] [--source URL-TEMPLATE]
         download again and compare with the lock (every locked version when none is named)
 
@@ -84,11 +85,11 @@ def format_lock(sums: Sums) -> str:
     return HEADER + "".join(f"{version} {addon} {sha256}\n" for (version, addon), sha256 in ordered)
 
 
-def download(version: str, source: str, fetch: Fetch) -> list[Download]:
-    """The sums of `version`'s five addon manifests; LockError naming every one that failed."""
+def download(version: str, source: str, fetch: Fetch, addons: Sequence[str] = KNOWN_ADDONS) -> list[Download]:
+    """The sums of `version`'s addon manifests; LockError naming every one that failed."""
     found: list[Download] = []
     problems: list[str] = []
-    for addon in KNOWN_ADDONS:
+    for addon in addons:
         url = addon_location(source, version, addon)
         try:
             data = fetch(url)
@@ -110,12 +111,22 @@ def download(version: str, source: str, fetch: Fetch) -> list[Download]:
 
 
 def add(
-    versions: Sequence[str], *, source: str, lock: pathlib.Path, fetch: Fetch, out: TextIO
+    versions: Sequence[str],
+    *,
+    source: str,
+    lock: pathlib.Path,
+    fetch: Fetch,
+    out: TextIO,
+    addons: Sequence[str] = KNOWN_ADDONS,
 ) -> list[Download]:
-    """Lock every addon of `versions`: all of them or, on any problem, nothing (LockError)."""
+    """Lock `addons` of every one of `versions`: all of them or, on any problem, nothing (LockError).
+
+    `addons` is all five by default; naming fewer is for a release that no longer ships one of them
+    (the program only needs the sums of the addons a stack enables).
+    """
     _check_arguments(versions, source)
     locked = read_lock(lock)
-    downloads = [d for version in versions for d in download(version, source, fetch)]
+    downloads = [d for version in versions for d in download(version, source, fetch, addons)]
     changed = [d for d in downloads if locked.get((d.version, d.addon), d.sha256) != d.sha256]
     if changed:
         raise LockError(_changed_message(changed, locked, lock))
@@ -146,7 +157,11 @@ def check(
     missing = [v for v in wanted if not any((v, a) in locked for a in KNOWN_ADDONS)]
     if missing:
         raise LockError(f"not in {lock.name}: Istio {', '.join(missing)}; lock with `add` first")
-    downloads = [d for version in wanted for d in download(version, source, fetch)]
+    downloads = [
+        d
+        for version in wanted
+        for d in download(version, source, fetch, [a for a in KNOWN_ADDONS if (version, a) in locked])
+    ]
     changed = [d for d in downloads if locked.get((d.version, d.addon)) != d.sha256]
     for d in downloads:
         out.write(f"{d.version} {d.addon} {d.sha256}  {d.url} ({'DIFFERS' if d in changed else 'ok'})\n")
@@ -219,10 +234,23 @@ def main(
             help="URL template of the manifests, {version} replaced (default: %(default)s)",
         )
         command.add_argument("--lock", type=pathlib.Path, default=LOCK_FILE, help="default: %(default)s")
+        if name == "add":
+            command.add_argument(
+                "--addon",
+                dest="addons",
+                action="append",
+                choices=KNOWN_ADDONS,
+                help="lock only this addon (repeatable; default: all five)",
+            )
     args = parser.parse_args(argv)
-    run = add if args.command == "add" else check
     try:
-        differing = run(args.versions, source=args.source, lock=args.lock, fetch=fetch, out=stdout)
+        if args.command == "add":
+            addons = tuple(a for a in KNOWN_ADDONS if a in (args.addons or KNOWN_ADDONS))
+            differing = add(
+                args.versions, source=args.source, lock=args.lock, fetch=fetch, out=stdout, addons=addons
+            )
+        else:
+            differing = check(args.versions, source=args.source, lock=args.lock, fetch=fetch, out=stdout)
     except (LockError, AddonSourceError) as error:
         stderr.write(f"error: {error}\n")
         return EXIT_FAILED

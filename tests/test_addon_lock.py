@@ -220,6 +220,24 @@ def test_a_missing_or_bogus_file_locks_nothing(served: tuple[pathlib.Path, str],
     assert lock.read_bytes() == before  # not even 1.30.5, which downloaded fine
 
 
+def test_a_release_without_one_addon_locks_the_others_by_name(
+    served: tuple[pathlib.Path, str], lock: pathlib.Path
+) -> None:
+    root, source = served
+    (root / "1.31.1" / "jaeger.yaml").unlink()
+    code, out, err = run(
+        "add", "1.31.1", "--addon", "kiali", "--addon", "prometheus", "--source", source, "--lock", str(lock)
+    )
+    assert (code, err) == (0, "")
+    assert body(lock) == [
+        f"1.20.8 kiali {'a' * 64}",
+        f"1.31.1 prometheus {sha(manifest('prometheus', '1.31.1'))}",
+        f"1.31.1 kiali {sha(manifest('kiali', '1.31.1'))}",
+    ]
+    code, out, _ = run("check", "1.31.1", "--source", source, "--lock", str(lock))
+    assert (code, out.splitlines()[-1]) == (0, "addons.lock: 2 of 2 sum(s) match")
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
