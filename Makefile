@@ -67,9 +67,3 @@ help:
 			needs = $$0; sub(/^[^:]*: */, "", needs); needs = (needs == "" ? "" : "needs: " needs); \
 			if (doc) printf "  %-14s %s\n", name, doc; else pending = name } \
 		{ doc = "" }' $(firstword $(MAKEFILE_LIST))
-
-# Mutation testing, not run in CI (minutes to hours): hack/mutate.py over every module it lists, or
-# one with `make mutate MODULE=components/revision_tags.py`; prints survivors and a table per module.
-.PHONY: mutate
-mutate:
-	nice -n 19 python hack/mutate.py $(MODULE)
