@@ -31,8 +31,8 @@ test:
 bench:
 	python bench/preview.py
 
-# Lock the addon manifests of an Istio version into addons.lock, for review in the pull request:
-# make addon-lock VERSION=1.31.1 (the same as `python -m components.addon_lock add 1.31.1`).
+# Adds an Istio version's addon sums to addons.lock (review them in the pull request): VERSION=1.31.1.
+# The same as `python -m components.addon_lock add 1.31.1`.
 .PHONY: addon-lock
 addon-lock:
 	$(if $(VERSION),,$(error set VERSION, e.g. make addon-lock VERSION=1.31.1))
