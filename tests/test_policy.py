@@ -49,14 +49,15 @@ def urn(type_: str, name: str) -> str:
 
 PROVIDER = urn("pulumi:providers:kubernetes", "cluster")
 DEFAULT_K8S_PROVIDER = urn("pulumi:providers:kubernetes", "default_4_34_2")
-DEFAULT_COMMAND_PROVIDER = urn("pulumi:providers:command", "default_1_2_1")
+# Dynamic resources run in the CLI's pulumi-python plugin, through its default provider.
+DEFAULT_COMMAND_PROVIDER = urn("pulumi:providers:pulumi-python", "default")
 NAMESPACE_URN = urn("kubernetes:core/v1:Namespace", "istio-system")
 BASE_URN = urn("kubernetes:helm.sh/v3:Release", "istio-base")
 ISTIOD_URN = urn("kubernetes:helm.sh/v3:Release", "istiod")
 GATEWAY_URN = urn("kubernetes:helm.sh/v3:Release", "istio-ingressgateway")
 KIALI_URN = urn("kubernetes:core/v1:Service", "istio-system/kiali")
 GRAFANA_URN = urn("kubernetes:core/v1:Service", "istio-system/grafana")
-RESTART_URN = urn("command:local:Command", "restart-default")
+RESTART_URN = urn("pulumi-python:dynamic/istio-mesh:Command", "restart-default")
 
 
 def resource(type_: str, name: str, inputs: dict[str, Any], **options: Any) -> dict[str, Any]:
@@ -134,7 +135,7 @@ def good_plan(environment: str = "production") -> dict[str, Any]:
                 },
             ),
             resource(
-                "command:local:Command",
+                "pulumi-python:dynamic/istio-mesh:Command",
                 "restart-default",
                 {
                     "create": f"kubectl {TARGET} rollout restart deployment --namespace default"
