@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 KIND_CLUSTER := istio-dev
 STATE_DIR := $(CURDIR)/.pulumi-state
 
-.PHONY: venv check lint typecheck test bench dev-up dev-down
+.PHONY: venv check lint typecheck test bench dev-up dev-down toolchain cluster-up cluster-down e2e-local
 
 venv: $(BIN)/python
 $(BIN)/python: requirements.txt requirements-dev.txt requirements-tools.txt constraints.txt
@@ -67,3 +67,22 @@ help:
 			needs = $$0; sub(/^[^:]*: */, "", needs); needs = (needs == "" ? "" : "needs: " needs); \
 			if (doc) printf "  %-14s %s\n", name, doc; else pending = name } \
 		{ doc = "" }' $(firstword $(MAKEFILE_LIST))
+
+# The real engine on a local cluster without containers (README, "The real engine"): builds or
+# reuses the Pulumi CLI, kubernetes provider and control plane from Go modules; the last line is the
+# directory holding pulumi, kubectl, helm and kwokctl.
+toolchain: venv
+	@PYTHON=$(CURDIR)/$(BIN)/python bash hack/toolchain.sh
+
+# Starts the local cluster and the loopback chart repository (../shared/upstream/charts); the last
+# lines are KUBECONFIG=..., CONTEXT=... and CHARTS=http://127.0.0.1:...
+cluster-up: venv
+	@PYTHON=$(CURDIR)/$(BIN)/python bash hack/cluster.sh up
+
+# Stops the local cluster and the chart repository, and removes what they made.
+cluster-down:
+	@PYTHON=$(CURDIR)/$(BIN)/python bash hack/cluster.sh down
+
+# The whole real-engine scenario on a fresh local cluster; ends with `N passed, N failed`.
+e2e-local: venv
+	@PYTHON=$(CURDIR)/$(BIN)/python bash hack/e2e-local.sh
