@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from meshplan import UserError, show
-from meshplan.engine import SECRET, render
+from meshplan.engine import SECRET, render, short_ref
 from meshplan.stacks import YAML_LOADER, load_stack
 
 if TYPE_CHECKING:
@@ -98,6 +98,28 @@ class Redactor:
 
 
 @dataclass(frozen=True)
+class ChartOptions:
+    """How Helm releases are rendered: `--charts`, `--fetch-charts`, `--kube-version`, `--api-versions`."""
+
+    mode: str = "never"  # auto: where the chart is at hand; always: every Release or an error; never
+    fetch: bool = False
+    kube_version: str | None = None
+    api_versions: tuple[str, ...] = ()
+    chart_dir: Path | None = None
+
+    def argv(self) -> list[str]:
+        """The same options for a child `meshplan show --json`."""
+        args = ["--charts", self.mode] + (["--fetch-charts"] if self.fetch else [])
+        if self.chart_dir is not None:
+            args += ["--chart-dir", str(self.chart_dir)]
+        if self.kube_version:
+            args += ["--kube-version", self.kube_version]
+        for api_version in self.api_versions:
+            args += ["--api-versions", api_version]
+        return args
+
+
+@dataclass(frozen=True)
 class Target:
     """The stack this command is about, as the command line names it."""
 
@@ -105,6 +127,7 @@ class Target:
     stack: str
     stack_file: Path | None
     overrides: tuple[str, ...]
+    charts: ChartOptions = ChartOptions()
 
     @property
     def stack_path(self) -> Path:
@@ -117,7 +140,9 @@ class Target:
     def request(self, label: str = "") -> RenderRequest:
         from meshplan.revisions import RenderRequest
 
-        return RenderRequest(label, self.project_dir, self.stack, self.stack_file, self.overrides)
+        return RenderRequest(
+            label, self.project_dir, self.stack, self.stack_file, self.overrides, tuple(self.charts.argv())
+        )
 
 
 @dataclass
@@ -188,7 +213,16 @@ def _target(args: argparse.Namespace, context: Context) -> Target:
             + (f"stacks: {', '.join(names)}" if names else "the project has no stack files")
         )
     shared = tuple(getattr(args, "shared_config", None) or ())
-    target = Target(project_dir, stack, stack_file, shared + tuple(args.config or ()))
+    charts = ChartOptions(
+        getattr(args, "charts", "never"),
+        bool(getattr(args, "fetch_charts", False)),
+        getattr(args, "kube_version", None),
+        tuple(getattr(args, "api_versions", None) or ()),
+        Path(args.chart_dir).resolve() if getattr(args, "chart_dir", None) else None,
+    )
+    if charts.chart_dir is not None and not charts.chart_dir.is_dir():
+        raise UsageError(f"--chart-dir {args.chart_dir}: not a directory")
+    target = Target(project_dir, stack, stack_file, shared + tuple(args.config or ()), charts)
     context.redact.add_stack_file(target.stack_path)
     return target
 
@@ -196,8 +230,9 @@ def _target(args: argparse.Namespace, context: Context) -> Target:
 # What every error about a source that cannot be reached adds: how to work without the network.
 OFFLINE_HINT = (
     "to render offline, point the sources at local directories: --config addons.source=DIR "
-    "(a directory holding <addon>.yaml, such as istio-<version>/samples/addons) and "
-    "--config istio.chartRepository=DIR (a directory of charts or of <chart>-<version>.tgz)"
+    "(a directory holding <addon>.yaml, such as istio-<version>/samples/addons) and, for the charts, "
+    "--chart-dir DIR (a directory of <chart>-<version>.tgz); istio.chartRepository takes a Helm "
+    "repository URL, e.g. http://127.0.0.1:PORT of `python3 -m http.server` in such a directory"
 )
 _UNREACHABLE = re.compile(
     r"could not download|name or service not known|temporary failure in name resolution|"
@@ -234,7 +269,33 @@ def render_here(target: Target, context: Context | None = None) -> dict[str, Any
             ) from None
     if result.error is not None:
         raise UsageError(with_offline_hint(f"{target.label}: {result.error}"))
-    return result.plan()
+    plan = result.plan()
+    if target.charts.mode == "never":
+        return plan
+    from meshplan import charts
+
+    def stack_value(key: str) -> Any:
+        return config.values.get(f"meshplan:{key}")
+
+    api_versions = target.charts.api_versions or stack_value("apiVersions") or ()
+    cluster = charts.ClusterInfo(
+        target.charts.kube_version or stack_value("kubeVersion"),
+        tuple(str(v) for v in api_versions) if isinstance(api_versions, list | tuple) else (),
+    )
+    plan = charts.render_plan(
+        plan,
+        target.project_dir,
+        cluster,
+        fetch=target.charts.fetch,
+        strict=target.charts.mode == "always",
+        chart_dir=target.charts.chart_dir,
+    )
+    for urn, entry in plan["rendered"].items():
+        if "error" in entry:
+            (context or Context()).warn(
+                f"warning: {target.label}: {short_ref(urn)} not rendered: {entry['error']}"
+            )
+    return plan
 
 
 def _dump_json(document: Any) -> str:
@@ -295,6 +356,7 @@ def _against_plans(
                 target.stack,
                 tree.moved(target.stack_file) if target.stack_file else None,
                 old_overrides,
+                target.charts,
             )
             context.redact.add_stack_file(old_target.stack_path)
             new, old = render_all([target.request(), old_target.request(against)])
@@ -316,7 +378,7 @@ def _against_plans(
             "expected a stack name, a plan file saved by `show --json`, or git:REV"
         )
     context.redact.add_stack_file(stack_file)
-    other = Target(target.project_dir, against, None, old_overrides)
+    other = Target(target.project_dir, against, None, old_overrides, target.charts)
     new, old = render_all([target.request(), other.request()])
     for side in (new, old):
         context.warn(side.stderr)
@@ -369,6 +431,33 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="override one config value (dotted key, YAML value; a *version stays text); repeatable. "
         "In diff: the new side only",
+    )
+    common.add_argument(
+        "--charts",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="render each Helm Release with its real chart: where the chart is at hand (auto, the "
+        "default), every Release or fail (always), or not at all (never)",
+    )
+    common.add_argument(
+        "--fetch-charts",
+        action="store_true",
+        help="download charts missing from the cache (each verified against charts.lock)",
+    )
+    common.add_argument(
+        "--chart-dir",
+        metavar="DIR",
+        help="render charts from this directory of <chart>-<version>.tgz (a local mirror of the "
+        "stack's chart repository), offline",
+    )
+    common.add_argument(
+        "--kube-version", metavar="X.Y.Z", help="helm template --kube-version (default: meshplan:kubeVersion)"
+    )
+    common.add_argument(
+        "--api-versions",
+        metavar="GROUP/VERSION",
+        action="append",
+        help="helm template --api-versions, repeatable (default: meshplan:apiVersions)",
     )
     common.add_argument(
         "--project-dir",

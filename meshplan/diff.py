@@ -101,19 +101,41 @@ class ResourceDiff:
     changes: tuple[Change, ...] = ()
 
 
+@dataclass(frozen=True)
+class ObjectDiff:
+    """One object a Helm release's chart renders that is created, deleted or updated."""
+
+    kind: str  # "create", "delete" or "update"
+    release: str  # the Release's URN without the stack
+    release_urn: str
+    object: str  # `Deployment istio-system/istiod`
+    changes: tuple[Change, ...] = ()
+
+
 @dataclass
 class PlanDiff:
-    """Everything that differs between two plans, and how many resources stay as they are."""
+    """Everything that differs between two plans, and how many resources stay as they are.
+
+    `objects` are the rendered objects of Helm releases (`show --charts`), compared when both plans
+    rendered a release; `not_compared` says which releases could not be, and why.
+    """
 
     resources: list[ResourceDiff] = field(default_factory=list)
     unchanged: int = 0
+    objects: list[ObjectDiff] = field(default_factory=list)
+    objects_unchanged: int = 0
+    not_compared: dict[str, str] = field(default_factory=dict)  # release key -> why
+    rendered: bool = False  # whether either plan had rendered releases
 
     def of_kind(self, kind: str) -> list[ResourceDiff]:
         return [r for r in self.resources if r.kind == kind]
 
+    def objects_of(self, release: str) -> list[ObjectDiff]:
+        return [o for o in self.objects if o.release == release]
+
     @property
     def has_changes(self) -> bool:
-        return bool(self.resources)
+        return bool(self.resources or self.objects)
 
 
 def check_plan_shape(plan: Any, origin: str) -> dict[str, Any]:
@@ -217,7 +239,53 @@ def diff_plans(old: Mapping[str, Any], new: Mapping[str, Any]) -> PlanDiff:
                 )
             else:
                 result.unchanged += 1
+    diff_rendered(old, new, result)
     return result
+
+
+def _rendered_index(plan: Mapping[str, Any]) -> dict[str, tuple[str, Mapping[str, Any]]]:
+    rendered = plan.get("rendered")
+    if not isinstance(rendered, Mapping):
+        return {}
+    return {stackless(urn): (urn, entry) for urn, entry in rendered.items() if isinstance(entry, Mapping)}
+
+
+def diff_rendered(old: Mapping[str, Any], new: Mapping[str, Any], result: PlanDiff) -> None:
+    """The objects of each Helm release that both plans rendered, compared object by object."""
+    old_index, new_index = _rendered_index(old), _rendered_index(new)
+    # Compared when some release was rendered: charts at hand on neither side leave the diff as it was.
+    result.rendered = any("objects" in entry for _, entry in [*old_index.values(), *new_index.values()])
+    if not result.rendered:
+        return
+    old_releases = {stackless(r["urn"]) for r in old["resources"]}
+    new_releases = {stackless(r["urn"]) for r in new["resources"]}
+    for key in sorted(set(old_index) | set(new_index)):
+        before, after = old_index.get(key), new_index.get(key)
+        old_objects = before[1].get("objects") if before else ({} if key not in old_releases else None)
+        new_objects = after[1].get("objects") if after else ({} if key not in new_releases else None)
+        if not isinstance(old_objects, Mapping) or not isinstance(new_objects, Mapping):
+            reasons = [
+                f"{side}: {entry[1].get('notRendered') or entry[1].get('error')}"
+                for side, entry in (("old", before), ("new", after))
+                if entry and not isinstance(entry[1].get("objects"), Mapping)
+            ]
+            result.not_compared[key] = "; ".join(reasons) or "rendered on one side only"
+            continue
+        urn = (after or before or (key, {}))[0]
+        for object_id in sorted(set(old_objects) | set(new_objects)):
+            if object_id not in old_objects:
+                result.objects.append(ObjectDiff("create", key, urn, object_id))
+            elif object_id not in new_objects:
+                result.objects.append(ObjectDiff("delete", key, urn, object_id))
+            else:
+                changes = tuple(
+                    Change(path, a, b)
+                    for path, a, b in changed_paths(old_objects[object_id], new_objects[object_id])
+                )
+                if changes:
+                    result.objects.append(ObjectDiff("update", key, urn, object_id, changes))
+                else:
+                    result.objects_unchanged += 1
 
 
 def show_value(value: Any, *, meta: bool = False) -> str:
@@ -278,18 +346,81 @@ SYMBOLS = {"create": "+", "delete": "-", "update": "~"}
 
 def summary_line(diff: PlanDiff) -> str:
     counts = {kind: len(diff.of_kind(kind)) for kind in SYMBOLS}
-    return (
+    line = (
         f"{counts['create']} to create, {counts['update']} to update, "
         f"{counts['delete']} to delete, {diff.unchanged} unchanged"
     )
+    if diff.rendered:
+        objects = {kind: sum(1 for o in diff.objects if o.kind == kind) for kind in SYMBOLS}
+        line += (
+            f"\nobjects of Helm releases: {objects['create']} to create, {objects['update']} to update, "
+            f"{objects['delete']} to delete, {diff.objects_unchanged} unchanged"
+        )
+    return line
+
+
+# An upgrade changes every object's chart labels; past this many paths an object's lines are cut.
+MAX_OBJECT_PATHS = 12
+
+
+# The labels every object of a chart carries with the chart's version: an upgrade changes them on
+# each object, so objects whose only change is these labels are listed on one line.
+VERSION_LABEL = re.compile(r'(^|\.)labels\["(app\.kubernetes\.io/version|helm\.sh/chart)"\]$')
+MAX_NAMES = 4
+
+
+def labels_only(obj: ObjectDiff) -> bool:
+    """An update that changes nothing but the chart's version labels."""
+    return obj.kind == "update" and all(VERSION_LABEL.search(change.path) for change in obj.changes)
+
+
+def _object_lines(diff: PlanDiff, release: str) -> list[str]:
+    lines = []
+    relabelled = [o for o in diff.objects_of(release) if labels_only(o)]
+    for obj in diff.objects_of(release):
+        if labels_only(obj):
+            continue
+        relabel = any(VERSION_LABEL.search(change.path) for change in obj.changes)
+        lines.append(
+            f"    {SYMBOLS[obj.kind]} {obj.object}" + (" (and its version labels)" if relabel else "")
+        )
+        changed = [
+            line
+            for change in obj.changes
+            if not VERSION_LABEL.search(change.path)
+            for line in change_lines(change)
+        ]
+        lines.extend(f"        {line}" for line in changed[:MAX_OBJECT_PATHS])
+        if len(changed) > MAX_OBJECT_PATHS:
+            lines.append(f"        … {len(changed) - MAX_OBJECT_PATHS} more changed lines")
+    if relabelled:
+        names = [o.object for o in relabelled]
+        shown = ", ".join(names[:MAX_NAMES]) + (
+            f" and {len(names) - MAX_NAMES} more" if len(names) > MAX_NAMES else ""
+        )
+        noun = "object changes" if len(names) == 1 else "objects change"
+        lines.append(
+            f"    ~ {len(names)} {noun} only the version labels (helm.sh/chart, app.kubernetes.io/version): {shown}"
+        )
+    if release in diff.not_compared:
+        lines.append(f"    (objects not compared: {diff.not_compared[release]})")
+    return lines
 
 
 def format_text(diff: PlanDiff, *, old_label: str, new_label: str) -> str:
     lines = [f"{new_label} against {old_label}", ""]
+    listed = set()
     for resource in diff.resources:
         lines.append(f"{SYMBOLS[resource.kind]} {resource.type} {resource.name}")
         lines.extend(f"    {line}" for change in resource.changes for line in change_lines(change))
-    if diff.resources:
+        lines.extend(_object_lines(diff, resource.key))
+        listed.add(resource.key)
+    # A release whose own inputs did not change but whose objects did (another --kube-version).
+    for release in sorted({o.release for o in diff.objects} - listed):
+        urn = diff.objects_of(release)[0].release_urn
+        lines.append(f"= {short_ref(urn)} (its inputs unchanged)")
+        lines.extend(_object_lines(diff, release))
+    if diff.resources or diff.objects:
         lines.append("")
     lines.append(summary_line(diff))
     return "\n".join(lines) + "\n"
@@ -305,4 +436,22 @@ def format_json(diff: PlanDiff) -> str:
         ],
         "unchanged": diff.unchanged,
     }
+    if diff.rendered:
+        # The resources' keys keep their meaning; the rendered objects of Helm releases come beside them.
+        def entry(obj: ObjectDiff) -> dict[str, Any]:
+            return {"release": obj.release_urn, "object": obj.object}
+
+        document["objects"] = {
+            "create": [entry(o) for o in diff.objects if o.kind == "create"],
+            "delete": [entry(o) for o in diff.objects if o.kind == "delete"],
+            "update": [
+                {**entry(o), "paths": sorted(c.path for c in o.changes)}
+                for o in diff.objects
+                if o.kind == "update"
+            ],
+            "unchanged": diff.objects_unchanged,
+            "notCompared": [
+                {"release": key, "reason": why} for key, why in sorted(diff.not_compared.items())
+            ],
+        }
     return json.dumps(document, indent=2, sort_keys=True) + "\n"

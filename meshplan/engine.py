@@ -172,7 +172,7 @@ def _release_status(inputs: Mapping[str, Any], name: str) -> dict[str, Any]:
 
 
 # Kinds of the built-in API groups that have no namespace; every other built-in kind has one.
-_CLUSTER_SCOPED_KINDS = frozenset(
+CLUSTER_SCOPED_KINDS = frozenset(
     {
         "APIService", "CSIDriver", "CSINode", "CertificateSigningRequest", "ClusterRole",
         "ClusterRoleBinding", "ClusterTrustBundle", "ComponentStatus", "CustomResourceDefinition",
@@ -192,7 +192,7 @@ ObjectKey = tuple[str, str, str, str]  # API group, kind, namespace, name: what 
 
 
 # The API groups of Kubernetes itself (not of CRDs: gateway.networking.k8s.io is a CRD's group).
-_BUILTIN_GROUPS = frozenset(
+BUILTIN_GROUPS = frozenset(
     {
         "", "apps", "autoscaling", "batch", "policy", "admissionregistration.k8s.io",
         "apiextensions.k8s.io", "apiregistration.k8s.io", "authentication.k8s.io",
@@ -305,7 +305,7 @@ def _apply_default_namespace(objects: Sequence[_GroupObject], default: str) -> N
         if (obj.api_group, obj.kind) in crd_scopes:
             namespaced = crd_scopes[(obj.api_group, obj.kind)]
         else:
-            namespaced = obj.api_group in _BUILTIN_GROUPS and obj.kind not in _CLUSTER_SCOPED_KINDS
+            namespaced = obj.api_group in BUILTIN_GROUPS and obj.kind not in CLUSTER_SCOPED_KINDS
         if namespaced:
             obj.set_namespace(default)
 

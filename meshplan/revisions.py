@@ -44,6 +44,7 @@ class RenderRequest:
     stack: str
     stack_file: Path | None = None
     overrides: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()  # more `show` options, e.g. how charts are rendered
 
     def argv(self) -> list[str]:
         args = [sys.executable, "-m", "meshplan", "show", "--json"]
@@ -52,7 +53,7 @@ class RenderRequest:
             args += ["--stack-file", str(self.stack_file)]
         for override in self.overrides:
             args += ["--config", override]
-        return args
+        return [*args, *self.options]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,14 @@ SERVICE = "kubernetes:core/v1:Service"
 LABELLED_KINDS = ("kubernetes:core/v1:Namespace", "kubernetes:core/v1:NamespacePatch")
 PROVIDER_PREFIX = "pulumi:providers:"
 COMMAND_PREFIX = "command:"
+DYNAMIC_PREFIX = "pulumi-python:dynamic/"
+
+
+def is_command(type_: str) -> bool:
+    """pulumi-command's `command:local:Command`, or the program's own dynamic `...:Command`."""
+    return type_.startswith(COMMAND_PREFIX) or (
+        type_.startswith(DYNAMIC_PREFIX) and type_.endswith(":Command")
+    )
 
 
 def text(value: Any) -> str:
@@ -99,7 +107,7 @@ def key_inputs(resource: Mapping[str, Any]) -> list[str]:
             lines.append(f"objects: {len(objects)}")  # each one is a resource of its own below
         elif objects is not None:
             lines.append(f"objs: {text(objects)}")
-    elif type_.startswith(COMMAND_PREFIX):
+    elif is_command(type_):  # a dynamic resource's `__provider` (its pickled code) is never shown
         lines += [f"{key}: {text(inputs[key])}" for key in ("create", "update", "delete") if key in inputs]
         if inputs.get("triggers"):
             lines.append(f"triggers: {text(inputs['triggers'])}")
@@ -190,13 +198,26 @@ def format_tree(plan: Mapping[str, Any]) -> str:
         f"{len(resources)} resources ({components} components)"
     ]
 
+    rendered: Mapping[str, Any] = plan.get("rendered") or {}
+
     def emit(urn: str, prefix: str, last: bool) -> None:
         resource = tree.by_urn[urn]
         lines.append(prefix + ("└─ " if last else "├─ ") + _header(resource))
         inner = prefix + ("   " if last else "│  ")
         kids = tree.ordered(urn)
-        detail_prefix = inner + ("│  " if kids else "   ")
-        lines.extend(detail_prefix + line for line in _details(tree, resource))
+        # A rendered Release's objects are shown as its children: what the chart puts in the cluster.
+        chart = rendered.get(urn) or {}
+        objects = sorted(chart.get("objects") or {})
+        detail_prefix = inner + ("│  " if kids or objects else "   ")
+        details = _details(tree, resource)
+        if objects:
+            details.append(f"objects: {len(objects)} (helm template of {chart.get('chart')})")
+        elif chart:
+            details.append(f"objects: not rendered: {chart.get('notRendered') or chart.get('error')}")
+        lines.extend(detail_prefix + line for line in details)
+        for index, object_id in enumerate(objects):
+            end = index == len(objects) - 1 and not kids
+            lines.append(inner + ("└─ " if end else "├─ ") + object_id)
         for index, kid in enumerate(kids):
             emit(kid, inner, index == len(kids) - 1)
 

@@ -77,7 +77,7 @@ def yaml_error_text(error: yaml.YAMLError, source: str) -> str:
 
 
 # Pulumi's own namespaces; any other namespace that looks like this project's is probably a typo.
-_KNOWN_NAMESPACES = frozenset({"pulumi", "kubernetes", "command", "aws", "gcp", "azure"})
+_KNOWN_NAMESPACES = frozenset({"pulumi", "kubernetes", "command", "aws", "gcp", "azure", "meshplan"})
 MIN_TYPO_SIMILARITY = 0.75
 
 

@@ -288,4 +288,6 @@ def test_show_loads_only_the_modules_it_uses() -> None:
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )
     loaded = done.stdout.splitlines()[-1]
-    assert loaded == str(["meshplan", "meshplan.cli", "meshplan.engine", "meshplan.show", "meshplan.stacks"])
+    assert loaded == str(
+        ["meshplan", "meshplan.charts", "meshplan.cli", "meshplan.engine", "meshplan.show", "meshplan.stacks"]
+    )

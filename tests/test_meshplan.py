@@ -78,6 +78,12 @@ def check_golden(name: str, text: str) -> None:
     )
 
 
+@pytest.fixture(autouse=True)
+def empty_chart_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No chart in the cache: every plan is the same whatever the machine has rendered before."""
+    monkeypatch.setenv("ISTIO_MESH_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture(scope="module")
 def dev_plan() -> dict[str, Any]:
     graph = build("dev")
@@ -115,7 +121,15 @@ def test_show_json_is_the_engine_plan_and_matches_golden(
 ) -> None:
     run = meshplan(capsys, "show", "--json", *DEV)
     assert run.code == 0, run.err
-    assert run.out == json.dumps(dev_plan, indent=2, sort_keys=True) + "\n"
+    # The engine's plan, and for each Release why its chart was not rendered (not in the cache).
+    plan = run.json()
+    rendered = plan.pop("rendered")
+    assert plan == dev_plan
+    releases = sorted(r["urn"] for r in dev_plan["resources"] if r["type"] == "kubernetes:helm.sh/v3:Release")
+    assert sorted(rendered) == releases
+    assert all(sorted(entry) == ["chart", "notRendered"] for entry in rendered.values())
+    never = meshplan(capsys, "show", "--json", "--charts", "never", *DEV)
+    assert never.out == json.dumps(dev_plan, indent=2, sort_keys=True) + "\n"
     check_golden("show-dev.json", run.out)
     again = meshplan(capsys, "show", "--json", *DEV)
     assert again.out == run.out
@@ -189,8 +203,9 @@ def test_diff_new_injected_namespace_only_adds(
     assert result["update"] == [] and result["delete"] == []
     created = [urn.rsplit("$", 1)[-1] for urn in result["create"]]
     assert created == [
-        "command:local:Command::shop-restart",
         "kubernetes:core/v1:NamespacePatch::shop-injection",
+        "pulumi-python:dynamic/istio-mesh:Command::shop-restart",
+        "pulumi-python:dynamic/istio-mesh:Command::shop-uninject",
     ]
 
     text = meshplan(
@@ -203,7 +218,7 @@ def test_diff_new_injected_namespace_only_adds(
         str(dev_plan_file),
     ).out
     assert "+ kubernetes:core/v1:NamespacePatch shop-injection\n" in text
-    assert "+ command:local:Command shop-restart\n" in text
+    assert "+ pulumi-python:dynamic/istio-mesh:Command shop-restart\n" in text
     assert not re.search(r"^[~-] ", text, re.MULTILINE)
 
 

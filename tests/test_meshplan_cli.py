@@ -160,7 +160,7 @@ def test_make_help_lists_the_targets() -> None:
     assert "  check          The README's test command: linters, type checks and every offline test." in lines
     assert "  lint           runs: ruff check ." in lines
     assert "  venv           needs: $(BIN)/python" in lines
-    assert lines[-1].startswith("  help           Lists the targets")
+    assert any(line.startswith("  help           Lists the targets, each with") for line in lines)
 
 
 # --- stack files and --config values -------------------------------------------------------------
@@ -269,8 +269,9 @@ def test_an_unreachable_source_says_how_to_work_offline() -> None:
     )
     assert cli.with_offline_hint(message) == (
         f"{message}\nto render offline, point the sources at local directories: --config addons.source=DIR "
-        "(a directory holding <addon>.yaml, such as istio-<version>/samples/addons) and --config "
-        "istio.chartRepository=DIR (a directory of charts or of <chart>-<version>.tgz)"
+        "(a directory holding <addon>.yaml, such as istio-<version>/samples/addons) and, for the charts, "
+        "--chart-dir DIR (a directory of <chart>-<version>.tgz); istio.chartRepository takes a Helm "
+        "repository URL, e.g. http://127.0.0.1:PORT of `python3 -m http.server` in such a directory"
     )
     assert (
         cli.with_offline_hint("stack dev: istio.version: got '1.2'") == "stack dev: istio.version: got '1.2'"
