@@ -76,10 +76,25 @@ COVERING_TESTS: dict[str, list[str]] = {
     "meshplan/diff.py": ["tests/test_diff_text.py", "tests/test_meshplan.py"],
 }
 
-# Survivors no test can kill because the mutant behaves the same, keyed by module and
-# "<line>: <description>" as --list prints them, with the reason. They are reported, and counted
+# Survivors no test can kill because the program behaves the same, keyed by module and by
+# `equivalence_key` (printed with each survivor), with the reason. They are reported, and counted
 # apart from the killed.
-EQUIVALENT: dict[str, dict[str, str]] = {}
+_UNUSED_OPTS = "the default of `opts` is never used: Mesh passes opts to every component"
+_NARROWING = "the assert only narrows the type for pyright: config validation guarantees it (test_config.py)"
+_UNREAD = (
+    "an attribute kept for callers that nothing in the program reads; the resource is registered either way"
+)
+EQUIVALENT: dict[str, dict[str, str]] = {
+    "components/injection.py": {
+        "opts: pulumi.ResourceOptions | None = None, :: None  ->  'mutant'": _UNUSED_OPTS,
+        "self.uninjects.append(uninject) :: delete: self.uninjects.append(uninject)": _UNREAD,
+        "self.labels.append(label) :: delete: self.labels.append(label)": _UNREAD,
+        "assert revision is not None  # validated: revisions always have a default revision :: "
+        "delete: assert revision is not None": _NARROWING,
+        "assert revision is not None  # validated: revisions always have a default revision :: "
+        "None  ->  'mutant'": _NARROWING,
+    },
+}
 
 COPY_IGNORE = shutil.ignore_patterns(
     ".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache", ".pulumi-state", "node_modules", "*.pyc"
@@ -281,6 +296,12 @@ def _changed_constant(value: object) -> object:
     return _NO_CHANGE
 
 
+def equivalence_key(source: str, mutant: Mutant) -> str:
+    """How EQUIVALENT names a mutant: its source line, stripped, and what changes; not the line number,
+    which moves whenever code above it changes."""
+    return f"{source.splitlines()[mutant.line - 1].strip()} :: {mutant.description}"
+
+
 def mutated_source(source: str, mutant: Mutant) -> str:
     tree = ast.parse(source)
     mutant.apply(tree)
@@ -425,14 +446,15 @@ def mutate_module(module: str, *, timeout: float, limit: int | None, sample: int
                         f"  {status:8} #{mutant.number} {module}:{mutant.line} {mutant.description}",
                         flush=True,
                     )
-            elif f"{mutant.line}: {mutant.description}" in equivalent:
+            elif (key := equivalence_key(source, mutant)) in equivalent:
                 outcome.equivalent += 1
                 print(
                     f"  equivalent #{mutant.number} {module}:{mutant.line} {mutant.description}", flush=True
                 )
-                print(f"             ({equivalent[f'{mutant.line}: {mutant.description}']})", flush=True)
+                print(f"             ({equivalent[key]})", flush=True)
             else:
                 print(f"  SURVIVED #{mutant.number} {module}:{mutant.line} {mutant.description}", flush=True)
+                print(f"             key: {key!r}", flush=True)
         elapsed = time.monotonic() - started
         print(f"  {module}: {len(found)} mutants in {elapsed:.0f} s", flush=True)
         return outcome
@@ -467,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         for module in modules:
             for mutant in mutants((ROOT / module).read_text()):
                 print(f"{module} #{mutant.number} {mutant.line}: {mutant.description}")
+                print(f"    key: {equivalence_key((ROOT / module).read_text(), mutant)!r}")
         return 0
     outcomes = []
     for module in modules:
