@@ -369,20 +369,8 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path) -> MeshConfig:
     )
     # The password itself is a Pulumi secret read by the program; only its presence is validated here.
     password_set = raw.get("grafanaAdminPassword") not in (None, "")
-    # After a misspelt top-level key (`dashbords`), the defaults it hides would ask for a password
-    # the stack may not need: the unknown key is the one problem to report.
-    if (
-        not unknown
-        and "grafana" in addons.enabled
-        and find_dashboard(dashboards, "grafana").auth == "password"
-        and not password_set
-    ):
-        problems.missing(
-            "grafanaAdminPassword",
-            "Grafana runs without anonymous admin: set its admin password with "
-            "`pulumi config set --secret grafanaAdminPassword`, or say `dashboards.grafana.auth: anonymous`",
-        )
-
+    # Without one, the stack generates Grafana's admin password once and keeps it as a Pulumi secret
+    # (components/generated_password.py), so every stack previews and deploys with no manual step.
     if problems.items or cluster is None or istio is None:
         raise ConfigError(problems.items)
     return MeshConfig(

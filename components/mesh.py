@@ -12,6 +12,7 @@ from components.addons import addon_group
 from components.config import ISTIO_NAMESPACE, MeshConfig
 from components.control_plane import ControlPlane
 from components.dashboards import access
+from components.generated_password import GeneratedPassword
 from components.hardening import GRAFANA_ADMIN_SECRET, GRAFANA_PASSWORD_KEY
 from components.injection import Injection
 
@@ -49,16 +50,22 @@ class Mesh(pulumi.ComponentResource):
             opts=child,
         )
         # The Grafana admin password: a Secret of ours, so the value is a Pulumi secret end to end.
+        # The stack's `grafanaAdminPassword`, or one generated once and kept in the stack's state.
         self.grafana_admin = None
+        self.grafana_password: pulumi.Output[str] | None = None
         grafana_login = "grafana" in addon_objects and config.dashboard("grafana").auth == "password"
-        if grafana_admin_password is not None and grafana_login:
+        if grafana_login:
+            password = grafana_admin_password
+            if password is None:
+                password = GeneratedPassword("grafana-admin-password", opts=child).result
+            self.grafana_password = pulumi.Output.secret(password)
             self.grafana_admin = k8s.core.v1.Secret(
                 f"{ISTIO_NAMESPACE}/{GRAFANA_ADMIN_SECRET}",
                 metadata={
                     "name": GRAFANA_ADMIN_SECRET,
                     "namespace": self.control_plane.namespace.metadata.name,
                 },
-                string_data={GRAFANA_PASSWORD_KEY: grafana_admin_password},
+                string_data={GRAFANA_PASSWORD_KEY: self.grafana_password},
                 opts=child,
             )
         self.addons = [
@@ -88,5 +95,7 @@ class Mesh(pulumi.ComponentResource):
             "injectedNamespaces": list(config.injection.namespaces),
             "addons": list(addon_objects),
             "dashboards": {d.name: access(d, config.cluster) for d in config.dashboards},
+            # `pulumi stack output grafanaAdminPassword --show-secrets`; masked everywhere else.
+            **({"grafanaAdminPassword": self.grafana_password} if self.grafana_password is not None else {}),
         }
         self.register_outputs(self.outputs)

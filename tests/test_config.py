@@ -237,11 +237,6 @@ def test_addons_and_gateways_come_out_in_a_fixed_order() -> None:
             "dashboards.kiali.auth: got 'none'; allowed: anonymous, token",
         ),
         (
-            {"grafanaAdminPassword": None},
-            "grafanaAdminPassword: is required; Grafana runs without anonymous admin: set its admin password "
-            "with `pulumi config set --secret grafanaAdminPassword`, or say `dashboards.grafana.auth: anonymous`",
-        ),
-        (
             {"environment": "Prod"},
             "environment: got 'Prod'; expected a lowercase DNS label such as development, staging or production",
         ),

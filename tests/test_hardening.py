@@ -84,6 +84,28 @@ def test_the_password_appears_nowhere_in_plain_text() -> None:
     assert PROD_PASSWORD not in json.dumps(graph.outputs)
 
 
+GENERATED_PASSWORD = "pulumi-python:dynamic/istio-mesh:GeneratedPassword"
+
+
+def test_a_stack_without_a_password_generates_one_kept_secret() -> None:
+    graph = build("prod", grafanaAdminPassword=None)
+    assert graph.error is None
+    (generated,) = graph.of_type(GENERATED_PASSWORD)
+    assert generated.name == "grafana-admin-password"
+    # 24 random bytes, drawn once at create; `result` is encrypted in state and masked in previews.
+    assert {k: v for k, v in generated.inputs.items() if k != "__provider"} == {"bytes": 24}
+    secret = graph.get(SECRET_TYPE, "istio-system/grafana-admin")
+    assert secret.inputs["stringData"] == "[secret]"
+    assert graph.depends_on(secret, generated)
+    assert graph.outputs["grafanaAdminPassword"] == "[secret]"
+
+
+def test_a_set_password_generates_nothing() -> None:
+    graph = build("prod")
+    assert graph.of_type(GENERATED_PASSWORD) == []
+    assert graph.outputs["grafanaAdminPassword"] == "[secret]"
+
+
 def test_dev_keeps_the_hand_made_anonymous_grafana() -> None:
     graph = build()
     env = graph.get(DEPLOYMENT, GRAFANA_DEPLOYMENT).inputs["spec"]["template"]["spec"]["containers"][0]["env"]
