@@ -26,7 +26,8 @@ COMMON = [
     "grafanaAdminPassword=x",
 ]
 SHOW = [sys.executable, "-m", "meshplan", "show", "--stack", "dev", *COMMON]
-DIFF = [sys.executable, "-m", "meshplan", "diff", "--stack", "dev", "--against", "prod", *COMMON]
+DIFF = [sys.executable, "-m", "meshplan", "diff", "--stack", "dev", "--against", "prod"]
+DIFF += [arg.replace("--config", "--shared-config") for arg in COMMON]  # both sides
 
 
 def main() -> int:

@@ -306,6 +306,10 @@ def _dump_json(document: Any) -> str:
 
 
 def run_show(args: argparse.Namespace, context: Context) -> tuple[int, str]:
+    if args.all is not None:
+        from meshplan import fleet
+
+        return fleet.run("show", args, context)
     plan = render_here(_target(args, context), context)
     return EXIT_OK, _dump_json(plan) if args.json else show.format_tree(plan)
 
@@ -317,26 +321,38 @@ def run_graph(args: argparse.Namespace, context: Context) -> tuple[int, str]:
     return EXIT_OK, graph.dot(plan) if args.format == "dot" else graph.mermaid(plan)
 
 
-def run_check(args: argparse.Namespace, context: Context) -> tuple[int, str]:
-    target = _target(args, context)
+def policy_findings(project_dir: Path, plan: Mapping[str, Any], today: datetime.date) -> list[Any]:
+    """The policy rules' findings on a plan (meshplan.checks.Finding), advisory ones marked."""
     # The rules of the project being checked (an installed `meshplan` runs from anywhere), imported
     # here: the other verbs must keep working while the policy package is being changed.
-    if str(target.project_dir) not in sys.path:
-        sys.path.insert(0, str(target.project_dir))
+    if str(project_dir) not in sys.path:
+        sys.path.insert(0, str(project_dir))
     try:
         from policy.rules import check_plan, is_advisory, plan_context
     except ImportError as error:
         raise UsageError(f"cannot load the policy rules (policy/rules.py): {error}") from None
-    plan = render_here(target, context)
-    violations = list(check_plan(plan, args.today))
-    if not violations:
-        return EXIT_OK, "no policy violations\n"
-    # As in the policy pack: some rules only warn off production. Those lines say so, and alone
-    # they do not fail the check.
-    from meshplan.checks import Finding, format_findings
+    from meshplan.checks import Finding
 
-    rule_context = plan_context(plan, args.today)
-    findings = [Finding(v.rule, is_advisory(v.rule, rule_context), v.urn, v.message) for v in violations]
+    violations = list(check_plan(plan, today))
+    if not violations:
+        return []
+    # As in the policy pack: some rules only warn off production.
+    rule_context = plan_context(plan, today)
+    return [Finding(v.rule, is_advisory(v.rule, rule_context), v.urn, v.message) for v in violations]
+
+
+def run_check(args: argparse.Namespace, context: Context) -> tuple[int, str]:
+    if args.all is not None:
+        from meshplan import fleet
+
+        return fleet.run("check", args, context)
+    target = _target(args, context)
+    findings = policy_findings(target.project_dir, render_here(target, context), args.today)
+    if not findings:
+        return EXIT_OK, "no policy violations\n"
+    from meshplan.checks import format_findings
+
+    # Advisory lines say so, and alone they do not fail the check.
     lines = "".join(line + "\n" for line in format_findings(findings))
     return (EXIT_OK if all(f.advisory for f in findings) else EXIT_FOUND), lines
 
@@ -388,6 +404,10 @@ def _against_plans(
 def run_diff(args: argparse.Namespace, context: Context) -> tuple[int, str]:
     from meshplan import diff as plan_diff
 
+    if args.all is not None:
+        from meshplan import fleet
+
+        return fleet.run("diff", args, context)
     target = _target(args, context)
     old_overrides = tuple(args.shared_config or ()) + tuple(args.against_config or ())
     old, new, old_label = _against_plans(target, args.against, old_overrides, context)
@@ -416,6 +436,24 @@ def _verb(
     summary: str,
 ) -> argparse.ArgumentParser:
     return verbs.add_parser(name, parents=[common], help=summary, description=f"{name}: {summary}.")
+
+
+def _all_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--all",
+        nargs="?",
+        const="Pulumi.*.yaml",
+        metavar="GLOB",
+        help="every stack of the project (its Pulumi.*.yaml, or the stack files GLOB matches) in one "
+        "process: a summary table, then each stack",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="with --all: render in N forked workers, the SDK imported once before (default: the CPUs)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -473,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     show_parser = _verb(verbs, "show", common, "the desired graph as a tree")
     show_parser.add_argument("--json", action="store_true", help="the whole plan as JSON")
+    _all_option(show_parser)
     show_parser.set_defaults(run=run_show)
 
     diff_parser = _verb(verbs, "diff", common, "what would change, against REF")
@@ -496,6 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     diff_parser.add_argument("--json", action="store_true", help="the changes as JSON")
     diff_parser.add_argument("--exit-code", action="store_true", help="exit 1 when anything would change")
+    _all_option(diff_parser)
     diff_parser.set_defaults(run=run_diff)
 
     graph_parser = _verb(verbs, "graph", common, "the dependency graph")
@@ -506,6 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     check_parser.add_argument(
         "--today", type=_date, default=datetime.date.today(), metavar="YYYY-MM-DD", help="date the rules see"
     )
+    _all_option(check_parser)
     check_parser.set_defaults(run=run_check)
     return parser
 

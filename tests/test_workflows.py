@@ -413,6 +413,9 @@ def test_pr_plan_job_plans_every_stack() -> None:
     assert not needs_of(plan)
     render = next(step for step in plan["steps"] if step.get("id") == "render")
     assert 'glob("Pulumi.*.yaml")' in render["run"], "the plan must keep listing every stack itself"
+    # One meshplan process for the whole repository (issue 11): its summary table and every stack.
+    assert render["run"].count('meshplan("') == 1
+    assert 'meshplan("diff", "--all", "--against", f"git:{base}", "--exit-code", *fetch)' in render["run"]
 
 
 # A small evaluator for the `if:` expressions of GitHub Actions, enough for the ones in deploy.yml:
