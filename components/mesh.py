@@ -73,7 +73,7 @@ class Mesh(pulumi.ComponentResource):
                 addon,
                 objects,
                 namespace=self.control_plane.namespace,
-                needs=[self.grafana_admin] if addon == "grafana" and self.grafana_admin else [],
+                needs=self._addon_needs(addon),
                 opts=child,
             )
             for addon, objects in addon_objects.items()
@@ -99,3 +99,13 @@ class Mesh(pulumi.ComponentResource):
             **({"grafanaAdminPassword": self.grafana_password} if self.grafana_password is not None else {}),
         }
         self.register_outputs(self.outputs)
+
+    def _addon_needs(self, addon: str) -> list[pulumi.Resource]:
+        """What an addon waits for besides istio-system; never istiod, so addons come up beside it."""
+        if addon == "grafana" and self.grafana_admin is not None:
+            return [self.grafana_admin]  # its Deployment reads the admin password Secret
+        if addon == "kiali":
+            # Kiali lists Istio's resources at start (https://kiali.io/docs/installation/): the CRDs
+            # (the base release, or the command that applies them before 1.24) must be served.
+            return [self.control_plane.base]
+        return []
