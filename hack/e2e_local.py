@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import os
 import runpy
@@ -356,9 +357,463 @@ def check_destroyed(results: Results, cluster: Cluster, restarted_before: Mappin
     results.check("no Istio webhook remains", not istio_webhooks, " ".join(istio_webhooks))
 
 
+# --- 3. meshplan against the engine -------------------------------------------------------------
+
+
+def preview_steps(stack: auto.Stack) -> dict[str, dict[str, Any]]:
+    """What the real engine plans for `stack`, by URN: type, parent and inputs of each step."""
+    steps: dict[str, dict[str, Any]] = {}
+
+    def record(event: auto.EngineEvent) -> None:
+        pre = event.resource_pre_event
+        if pre is None or pre.metadata.new is None:
+            return
+        new = pre.metadata.new
+        steps[pre.metadata.urn] = {"type": new.type, "parent": new.parent or None, "inputs": new.inputs}
+
+    stack.preview(on_event=record, color="never")
+    return steps
+
+
+def meshplan_show(stack_file: Path, config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """`meshplan show --json` of the same stack file with the same overrides, by URN."""
+    overrides = []
+    for key, value in config.items():
+        if key.endswith((":cluster", ":istio", ":addons")) and isinstance(value, Mapping):
+            for sub in ("context", "kubeconfig", "chartRepository", "source"):
+                if sub in value:
+                    overrides += ["--config", f"{key.split(':', 1)[1]}.{sub}={value[sub]}"]
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "meshplan",
+            "show",
+            "--json",
+            "--charts",
+            "never",
+            "--stack",
+            "dev",
+            "--stack-file",
+            str(stack_file),
+            *overrides,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    plan = json.loads(out)
+    resources = plan["resources"] if "resources" in plan else plan["stacks"][0]["resources"]
+    return {
+        r["urn"]: {"type": r["type"], "parent": r.get("parent"), "inputs": r.get("inputs", {})}
+        for r in resources
+    }
+
+
+def _comparable(value: Any) -> Any:
+    """Secrets as one marker on both sides; the engine's and meshplan's JSON otherwise as they are."""
+    if isinstance(value, Mapping):
+        if value.get("4dabf18193072939515e22adb298388d") == "1b47061264138c4ac30d75fd1eb44270":
+            return "[secret]"
+        return {k: _comparable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_comparable(v) for v in value]
+    return value
+
+
+def compare_plans(results: Results, engine: Mapping[str, Any], mock: Mapping[str, Any]) -> None:
+    engine_urns = {u for u, s in engine.items() if not s["type"].startswith("pulumi:pulumi:Stack")}
+    mock_urns = {u for u, s in mock.items() if not s["type"].startswith("pulumi:pulumi:Stack")}
+    results.check(
+        "meshplan: the same URNs as the real preview",
+        engine_urns == mock_urns,
+        f"only in the engine: {sorted(engine_urns - mock_urns)[:8]}; only in meshplan: {sorted(mock_urns - engine_urns)[:8]}",
+    )
+    common = sorted(engine_urns & mock_urns)
+    wrong_types = [u for u in common if engine[u]["type"] != mock[u]["type"]]
+    results.check("meshplan: the same types", not wrong_types, str(wrong_types[:5]))
+    wrong_parents = [u for u in common if (engine[u]["parent"] or None) != (mock[u]["parent"] or None)]
+    results.check("meshplan: the same parents", not wrong_parents, str(wrong_parents[:5]))
+    # The engine's step inputs are the provider's checked inputs: each key the program sent must
+    # arrive with the same value. Keys a provider's Check adds (defaults) are not the program's.
+    wrong_inputs = []
+    for urn in common:
+        sent = _comparable(mock[urn]["inputs"])
+        got = _comparable(engine[urn]["inputs"] or {})
+        for key, value in sent.items():
+            if key.startswith("__"):
+                continue
+            if got.get(key) != value:
+                wrong_inputs.append(
+                    f"{urn.rsplit('::', 1)[-1]}.{key}: engine {str(got.get(key))[:120]} != meshplan {str(value)[:120]}"
+                )
+    results.check(
+        "meshplan: every input the program sends, as the engine receives it",
+        not wrong_inputs,
+        "; ".join(wrong_inputs[:6]),
+    )
+
+
+def scenario_meshplan(results: Results, stacks: Stacks) -> None:
+    with timed("3. meshplan show --json against the real pulumi preview"):
+        config = stacks.config(ROOT / "Pulumi.dev.yaml")
+        stack = stacks.stack("plan", config)
+        engine = attempt(results, "plan: pulumi preview", lambda: preview_steps(stack))
+        stack.workspace.remove_stack("plan")
+        if engine is None:
+            return
+        stack_file = stacks.scratch / "Pulumi.plan.yaml"
+        stack_file.write_text(yaml.safe_dump({"config": config}))
+        mock = attempt(results, "plan: meshplan show --json", lambda: meshplan_show(stack_file, config))
+        if mock is not None:
+            # meshplan names the stack after --stack; the engine after the stack it previewed.
+            mock = {
+                u.replace("urn:pulumi:dev::", "urn:pulumi:plan::"): {
+                    **s,
+                    "parent": (s["parent"] or "").replace("urn:pulumi:dev::", "urn:pulumi:plan::") or None,
+                }
+                for u, s in mock.items()
+            }
+            compare_plans(results, engine, mock)
+
+
+# --- 4. upgrade in place across the CRD boundary ------------------------------------------------
+
+
+def crd_owner(cluster: Cluster, name: str) -> tuple[str | None, str | None]:
+    metadata = cluster.get("crd", name)["metadata"]
+    return (
+        metadata.get("annotations", {}).get("meta.helm.sh/release-name"),
+        metadata.get("labels", {}).get("app.kubernetes.io/managed-by"),
+    )
+
+
+def scenario_upgrade(results: Results, stacks: Stacks) -> None:
+    cluster = stacks.cluster
+    with timed("4. upgrade in place: 1.23.6 -> 1.24.6"):
+        stack = stacks.stack(
+            "upgrade", stacks.config(ROOT / "Pulumi.dev.yaml", {"istio": {"version": "1.23.6"}})
+        )
+        if (
+            attempt(
+                results, "upgrade: pulumi up at 1.23.6", lambda: stack.up(on_output=log_output, color="never")
+            )
+            is None
+        ):
+            return
+        stacks.stack("upgrade", stacks.config(ROOT / "Pulumi.dev.yaml", {"istio": {"version": "1.24.6"}}))
+        if attempt(
+            results, "upgrade: pulumi up to 1.24.6", lambda: stack.up(on_output=log_output, color="never")
+        ):
+            listed = {r["name"]: r for r in json.loads(cluster.helm("list", "-A", "--output=json"))}
+            results.check(
+                "upgrade: every release at 1.24.6",
+                all(r["chart"].endswith("-1.24.6") for r in listed.values()) and len(listed) == 4,
+                str({n: r["chart"] for n, r in listed.items()}),
+            )
+            for crd in ("virtualservices.networking.istio.io", "wasmplugins.extensions.istio.io"):
+                owner = crd_owner(cluster, crd)
+                results.check(
+                    f"upgrade: {crd} owned by the base release", owner == ("istio-base", "Helm"), str(owner)
+                )
+            labels = cluster.get("crd", "virtualservices.networking.istio.io")["metadata"].get("labels", {})
+            results.check(
+                "upgrade: the CRDs are 1.24.6's",
+                labels.get("helm.sh/chart") == "base-1.24.6"
+                or labels.get("app.kubernetes.io/version") == "1.24.6",
+                str(labels),
+            )
+            attempt(
+                results,
+                "upgrade: then nothing to do",
+                lambda: stack.up(expect_no_changes=True, on_output=log_output, color="never"),
+            )
+        attempt(
+            results, "upgrade: pulumi destroy", lambda: stack.destroy(on_output=log_output, color="never")
+        )
+        stack.workspace.remove_stack("upgrade")
+
+
+# --- 5. the canary walkthrough -----------------------------------------------------------------
+
+
+class WebhookWatch:
+    """Polls the API server while an `up` runs: a tag webhook seen once must never disappear."""
+
+    def __init__(self, cluster: Cluster, names: list[str]) -> None:
+        import threading
+
+        self.cluster, self.names = cluster, names
+        self.seen: set[str] = set()
+        self.gaps: list[str] = []
+        self.polls = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            present = set(
+                n.split("/", 1)[1]
+                for n in self.cluster.kubectl(
+                    "get", "mutatingwebhookconfiguration", "--output=name", check=False
+                ).split()
+            )
+            self.polls += 1
+            for name in self.names:
+                if name in present:
+                    self.seen.add(name)
+                elif name in self.seen:
+                    self.gaps.append(name)
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> WebhookWatch:
+        self.seen = set(
+            n.split("/", 1)[1]
+            for n in self.cluster.kubectl("get", "mutatingwebhookconfiguration", "--output=name").split()
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+CANARY_EXPECTED = {
+    # step: (istiod releases, {tag: revision}, {namespace: istio.io/rev})
+    0: (
+        {"istiod-1-29-6"},
+        {"prod-stable": "1-29-6", "default": "1-29-6"},
+        {"default": "prod-stable", "shop": "prod-stable"},
+    ),
+    1: (
+        {"istiod-1-29-6", "istiod-1-30-3"},
+        {"prod-stable": "1-29-6", "default": "1-29-6"},
+        {"default": "prod-stable", "shop": "prod-stable"},
+    ),
+    2: (
+        {"istiod-1-29-6", "istiod-1-30-3"},
+        {"prod-stable": "1-29-6", "prod-canary": "1-30-3", "default": "1-29-6"},
+        {"default": "prod-stable", "shop": "prod-canary"},
+    ),
+    3: (
+        {"istiod-1-29-6", "istiod-1-30-3"},
+        {"prod-stable": "1-30-3", "prod-canary": "1-30-3", "default": "1-29-6"},
+        {"default": "prod-stable", "shop": "prod-canary"},
+    ),
+    4: (
+        {"istiod-1-30-3"},
+        {"prod-stable": "1-30-3", "prod-canary": "1-30-3", "default": "1-30-3"},
+        {"default": "prod-stable", "shop": "prod-canary"},
+    ),
+}
+# kwok has no load balancer: a LoadBalancer gateway would keep Helm waiting until its timeout.
+NO_LOAD_BALANCER = {"istio": {"gateways": {"ingress": {"serviceType": "NodePort"}}}}
+
+
+def scenario_canary(results: Results, stacks: Stacks) -> None:
+    cluster = stacks.cluster
+    cluster.kubectl("create", "namespace", "shop", check=False)
+    stack = None
+    for step, (istiods, tags, routes) in CANARY_EXPECTED.items():
+        with timed(f"5. canary step {step}"):
+            config = stacks.config(ROOT / "examples" / "canary" / f"step-{step}.yaml", NO_LOAD_BALANCER)
+            stack = current = stacks.stack("canary", config)
+            watched = [f"istio-revision-tag-{t}" for t in tags]
+            with WebhookWatch(cluster, watched) as watch:
+                ok = attempt(
+                    results,
+                    f"canary {step}: pulumi up",
+                    functools.partial(current.up, on_output=log_output, color="never"),
+                )
+            results.check(
+                f"canary {step}: no tag webhook ever disappeared ({watch.polls} polls)",
+                not watch.gaps,
+                str(sorted(set(watch.gaps))),
+            )
+            if not ok:
+                break
+            releases = {r["name"] for r in json.loads(cluster.helm("list", "-A", "--output=json"))}
+            results.check(
+                f"canary {step}: istiod releases",
+                {r for r in releases if r.startswith("istiod")} == istiods,
+                str(releases),
+            )
+            actual_tags = {}
+            for tag in tags:
+                name = f"istio-revision-tag-{tag}"
+                if cluster.exists("mutatingwebhookconfiguration", name):
+                    webhook = cluster.get("mutatingwebhookconfiguration", name)
+                    actual_tags[tag] = webhook["metadata"].get("labels", {}).get("istio.io/rev")
+                    service = webhook["webhooks"][0]["clientConfig"].get("service", {}).get("name")
+                    results.check(
+                        f"canary {step}: tag {tag} points at istiod-{tags[tag]}",
+                        service == f"istiod-{tags[tag]}",
+                        str(service),
+                    )
+            results.check(f"canary {step}: tags", actual_tags == tags, str(actual_tags))
+            labels = {ns: cluster.get("namespace", ns)["metadata"].get("labels", {}) for ns in routes}
+            results.check(
+                f"canary {step}: namespaces on their tags",
+                all(
+                    labels[ns].get("istio.io/rev") == tag and "istio-injection" not in labels[ns]
+                    for ns, tag in routes.items()
+                ),
+                str(labels),
+            )
+    if stack is not None:
+        with timed("5. canary: unprotect and destroy"):
+            config = stacks.config(
+                ROOT / "examples" / "canary" / "step-4.yaml", {**NO_LOAD_BALANCER, "protect": False}
+            )
+            stack = stacks.stack("canary", config)
+            attempt(results, "canary: unprotect", lambda: stack.up(on_output=log_output, color="never"))
+            attempt(
+                results, "canary: pulumi destroy", lambda: stack.destroy(on_output=log_output, color="never")
+            )
+            stack.workspace.remove_stack("canary")
+
+
+# --- 6. the prod stack ----------------------------------------------------------------------------
+
+POLICY_ANALYZER = str(ROOT / "hack" / "policy-analyzer")
+
+
+def scenario_prod(results: Results, stacks: Stacks) -> None:
+    with timed("6. prod: preview with no manual step, under the policy pack"):
+        stack = stacks.stack("prod", stacks.config(ROOT / "Pulumi.prod.yaml"))
+        attempt(
+            results,
+            "prod: pulumi preview, no grafanaAdminPassword set",
+            lambda: stack.preview(on_output=log_output, color="never"),
+        )
+        attempt(
+            results,
+            "prod: pulumi preview --policy-pack passes",
+            lambda: stack.preview(policy_packs=[POLICY_ANALYZER], on_output=log_output, color="never"),
+        )
+        exposed = {"dashboards": {"kiali": {"type": "NodePort", "nodePort": 30007, "metricsNodePort": 30008}}}
+        stack = stacks.stack("prod", stacks.config(ROOT / "Pulumi.prod.yaml", exposed))
+        output: list[str] = []
+        try:
+            stack.preview(policy_packs=[POLICY_ANALYZER], on_output=output.append, color="never")
+            refused, detail = False, "the preview passed"
+        except auto.CommandError as error:
+            text = "\n".join(output) + str(error)
+            refused = "mandatory" in text and "internal-dashboards" in text
+            detail = text[-600:]
+        results.check("prod: a NodePort Kiali is refused by the policy engine", refused, detail)
+        stack.workspace.remove_stack("prod")
+
+
+# --- 7. faults ------------------------------------------------------------------------------------
+
+
+def scenario_faults(results: Results, stacks: Stacks) -> None:
+    cluster = stacks.cluster
+    config = stacks.config(ROOT / "Pulumi.dev.yaml")
+    stack = stacks.stack("faults", config)
+    with timed("7. faults: a change made by hand"):
+        if (
+            attempt(results, "faults: pulumi up", lambda: stack.up(on_output=log_output, color="never"))
+            is None
+        ):
+            return
+        cluster.kubectl("label", "namespace", "default", "istio-injection-")
+        cluster.kubectl(
+            "patch",
+            "service",
+            "kiali",
+            "--namespace",
+            ISTIO_NAMESPACE,
+            "--type=json",
+            "--patch",
+            '[{"op": "replace", "path": "/spec/ports/0/nodePort", "value": 30017}]',
+        )
+        drift = []
+        try:
+            stack.refresh(expect_no_changes=True, on_output=drift.append, color="never")
+            reported = False
+        except auto.CommandError:
+            reported = True
+        results.check(
+            "faults: pulumi refresh reports the hand-made changes", reported, "\n".join(drift[-10:])
+        )
+        attempt(
+            results, "faults: pulumi up repairs them", lambda: stack.up(on_output=log_output, color="never")
+        )
+        labels = cluster.get("namespace", "default")["metadata"].get("labels", {})
+        kiali = cluster.get("service", "kiali", "--namespace", ISTIO_NAMESPACE)
+        results.check("faults: the label is back", labels.get("istio-injection") == "enabled", str(labels))
+        results.check(
+            "faults: kiali's node port is back", node_ports(kiali).get(20001) == 30007, str(node_ports(kiali))
+        )
+    with timed("7. faults: the API server stops in the middle of an up"):
+        bin_dir = os.environ.get("ISTIO_MESH_TOOLCHAIN_BIN", "")
+        name = os.environ.get("ISTIO_MESH_CLUSTER_NAME", "istio-mesh-e2e")
+        import threading
+
+        def stop_soon() -> None:
+            time.sleep(4)
+            subprocess.run(
+                [os.path.join(bin_dir, "kwokctl"), "stop", "cluster", "--name", name],
+                capture_output=True,
+                timeout=120,
+            )
+
+        changed = stacks.config(ROOT / "Pulumi.dev.yaml", {"istio": {"version": "1.23.6"}})
+        stacks.stack("faults", changed)
+        stopper = threading.Thread(target=stop_soon)
+        stopper.start()
+        failed_cleanly = False
+        try:
+            stack.up(on_output=log_output, color="never")
+        except auto.CommandError as error:
+            failed_cleanly = "connection refused" in str(error) or "error" in str(error).lower()
+        stopper.join()
+        results.check("faults: the up fails with an error while the API server is down", failed_cleanly)
+        subprocess.run(
+            [os.path.join(bin_dir, "kwokctl"), "start", "cluster", "--name", name],
+            capture_output=True,
+            timeout=300,
+            check=True,
+        )
+        cluster.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=120s")
+        attempt(
+            results,
+            "faults: pulumi refresh after the outage",
+            lambda: stack.refresh(on_output=log_output, color="never"),
+        )
+        attempt(
+            results,
+            "faults: the next pulumi up converges",
+            lambda: stack.up(on_output=log_output, color="never"),
+        )
+        attempt(
+            results,
+            "faults: then nothing to do",
+            lambda: stack.up(expect_no_changes=True, on_output=log_output, color="never"),
+        )
+        attempt(results, "faults: pulumi destroy", lambda: stack.destroy(on_output=log_output, color="never"))
+        stack.workspace.remove_stack("faults")
+
+
+SCENARIOS: dict[str, Callable[[Results, Stacks], None]] = {
+    "dev": scenario_dev,
+    "meshplan": scenario_meshplan,
+    "upgrade": scenario_upgrade,
+    "canary": scenario_canary,
+    "prod": scenario_prod,
+    "faults": scenario_faults,
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument("--only", nargs="*", help="run only these scenarios (default: all, in order)")
     args = parser.parse_args()
     cluster = Cluster(os.environ["KUBECONFIG"], os.environ["CONTEXT"])
     bin_dir = os.environ.get("ISTIO_MESH_TOOLCHAIN_BIN")
@@ -370,7 +825,13 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="istio-mesh-e2e-"))
     try:
         stacks = Stacks(cluster, os.environ["CHARTS"], scratch)
-        scenario_dev(results, stacks)
+        for name, scenario in SCENARIOS.items():
+            if args.only and name not in args.only:
+                continue
+            try:
+                scenario(results, stacks)
+            except Exception:
+                results.check(f"{name}: ran to the end", False, traceback.format_exc(limit=3))
     finally:
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)

