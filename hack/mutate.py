@@ -65,6 +65,7 @@ COVERING_TESTS: dict[str, list[str]] = {
     ],
     "components/injection.py": ["tests/test_outputs.py", "tests/test_graph.py", "tests/test_revisions.py"],
     "components/control_plane.py": [
+        "tests/test_control_plane.py",
         "tests/test_outputs.py",
         "tests/test_graph.py",
         "tests/test_revisions.py",

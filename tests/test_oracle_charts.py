@@ -8,6 +8,8 @@ what Istio itself would install, and these tests hold the program to it:
   `revision` and `revisionTags`, webhook by webhook;
 - every istiod and gateway values set the program can write renders with each chart (the gateway
   chart's values.schema.json included);
+- the base chart keeps its CRDs in `crds/` exactly for the versions the program applies them itself,
+  and serves the PeerAuthentication API version the program writes;
 - the demo profile does on every version what Istio's demo profile does: on 1.20, whose charts
   ignore `profile`, the values spelled out in components/values.py against the facts of
   `manifests/profiles/demo.yaml` of Istio 1.20.8 and against the 1.23.6 chart's own demo profile.
@@ -37,7 +39,7 @@ from components.config import GatewayConfig, IstioConfig, Revision
 from components.revision_tags import tag_webhook
 from components.values import gateway_values, istiod_values
 from hack import layer_binaries
-from tests.harness import ROOT
+from tests.harness import COMMAND, ROOT, build
 
 CHARTS = ROOT.parent / "shared" / "upstream" / "charts"
 VERSIONS = ("1.20.8", "1.23.6", "1.24.6", "1.29.6", "1.30.3")
@@ -382,3 +384,50 @@ def test_the_gateway_chart_ignores_the_demo_profile() -> None:
         80,
         443,
     ]
+
+
+# --- the base chart: who installs the CRDs, and which API versions they serve ------------------------
+
+
+def _base_crds(version: str) -> tuple[bool, dict[str, list[str]]]:
+    """(whether the base chart keeps its CRDs in `crds/`, the served versions of each CRD)."""
+    in_crds_dir = False
+    served: dict[str, list[str]] = {}
+    with tarfile.open(chart("base", version)) as tgz:
+        for member in tgz.getmembers():
+            in_dir = member.name.startswith("base/crds/")
+            if not member.name.endswith(".yaml") or not (in_dir or member.name.startswith("base/files/crd")):
+                continue
+            content = tgz.extractfile(member)
+            assert content is not None
+            for document in yaml.safe_load_all(content.read()):
+                if isinstance(document, dict) and document.get("kind") == "CustomResourceDefinition":
+                    in_crds_dir |= in_dir
+                    versions = document["spec"]["versions"]
+                    served[document["metadata"]["name"]] = [v["name"] for v in versions if v.get("served")]
+    return in_crds_dir, served
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_program_applies_the_crds_exactly_when_the_base_chart_keeps_them_in_crds(version: str) -> None:
+    # Helm installs `crds/` once and never upgrades it; templated CRDs upgrade with the release.
+    in_crds_dir, served = _base_crds(version)
+    assert "peerauthentications.security.istio.io" in served
+    graph = build(istio={"version": version})
+    assert graph.error is None
+    base = graph.release("istio-base")
+    assert ("istio-crds" in graph.names(COMMAND)) is in_crds_dir
+    assert base.inputs.get("skipCrds") is (True if in_crds_dir else None)
+    assert base.inputs.get("takeOwnership") is (None if in_crds_dir else True)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_mesh_wide_peer_authentication_uses_an_api_version_the_crds_serve(version: str) -> None:
+    _, served = _base_crds(version)
+    graph = build(istio={"version": version}, security={"mtls": "STRICT"})
+    (policy,) = [r for r in graph.resources if r.name == "mesh-mtls"]
+    group, api_version = policy.inputs["apiVersion"].split("/")
+    assert group == "security.istio.io"
+    assert api_version in served["peerauthentications.security.istio.io"]
+    # The newest the chart serves: v1 wherever it exists.
+    assert api_version == ("v1" if "v1" in served["peerauthentications.security.istio.io"] else "v1beta1")
