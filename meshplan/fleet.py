@@ -131,6 +131,10 @@ def run(verb: str, args: argparse.Namespace, context: Context) -> tuple[int, str
         raise cli.UsageError(
             f"--all --against {against}: with --all, --against is git:REV (each stack at REV)"
         )
+    if getattr(args, "json", False):
+        raise cli.UsageError(
+            "--all prints a table and each stack's text; for JSON, run each stack with --stack"
+        )
     if args.jobs < 1:
         raise cli.UsageError(f"--jobs {args.jobs}: expected 1 or more")
     project_dir = cli.find_project_dir(args.project_dir)
@@ -139,10 +143,13 @@ def run(verb: str, args: argparse.Namespace, context: Context) -> tuple[int, str
         context.redact.add_stack_file(path)
     with _checkout_if(project_dir, against) as tree:
         job = functools.partial(_one_stack, verb, args, context, project_dir, tree)
-        if args.jobs == 1 or len(files) == 1:
-            reports = [job(item) for item in files]
+        # The first stack in this process: the program's modules and the SDK's lazily imported
+        # ones are loaded by then, and forked workers inherit them instead of each loading them.
+        reports = [job(files[0])]
+        if args.jobs == 1 or len(files) <= 2:
+            reports += [job(item) for item in files[1:]]
         else:
-            reports = _in_workers(job, files, args.jobs)
+            reports += _in_workers(job, files[1:], args.jobs)
     # The fleet's own rule, in every verb's table; `check` lists it with the policy's findings.
     same_cluster_findings(reports)
     for report in reports:
@@ -165,18 +172,12 @@ def _in_workers(
 ) -> list[StackReport]:
     """The stacks rendered by `jobs` forked workers, in order.
 
-    The SDK is imported here, before the fork, so every worker starts with it loaded (once, as
-    in one process); each worker then renders its share of the stacks one after another. A render
-    keeps its state in the process, so workers never share one.
+    The workers are forked after a render in this process, so each starts with the SDK and the
+    program loaded (once, as in one process) and renders its share of the stacks one after another.
+    A render keeps its state in the process, so workers never share one.
     """
     import multiprocessing
 
-    import pulumi  # noqa: F401 - imported before the fork, for the workers to inherit
-    import pulumi_kubernetes  # noqa: F401
-
-    from meshplan.engine import _monitor_class
-
-    _monitor_class()
     with multiprocessing.get_context("fork").Pool(min(jobs, len(files))) as pool:
         return pool.map(job, files, chunksize=1)
 

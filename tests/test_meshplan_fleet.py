@@ -141,6 +141,7 @@ def test_diff_all_compares_every_stack_with_a_git_revision(
         ),
         (("diff", "--all", "--against", "fleet-00"), "with --all, --against is git:REV (each stack at REV)"),
         (("show", "--all", "--jobs", "0"), "--jobs 0: expected 1 or more"),
+        (("show", "--all", "--json"), "--all prints a table and each stack's text; for JSON, run each stack"),
     ],
 )
 def test_all_mistakes(
