@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -55,6 +57,20 @@ def crd_apply_command(istio: IstioConfig, cluster: ClusterConfig) -> str:
     return f"set -o pipefail; {shlex.join(show)} | {apply}"
 
 
+def chart_source(repository: str) -> Callable[[str], dict[str, Any]]:
+    """How a Release names chart `name` of `repository`: `chart` and, for HTTP(S), `repositoryOpts`.
+
+    An OCI registry serves no index.yaml, so the provider must get the full `oci://.../<name>` as
+    the chart and no repository, or it looks for an index that isn't there (pulumi-kubernetes
+    `provider/pkg/provider/helm_release.go`, `resolveChartName`: only a chart whose own name starts
+    with `oci://` is pulled from a registry).
+    """
+    if repository.startswith("oci://"):
+        return lambda name: {"chart": f"{repository.rstrip('/')}/{name}"}
+    options = k8s.helm.v3.RepositoryOptsArgs(repo=repository)
+    return lambda name: {"chart": name, "repository_opts": options}
+
+
 class ControlPlane(pulumi.ComponentResource):
     """istio-system, then CRDs -> base -> istiod (one per revision) -> revision tags -> gateways."""
 
@@ -72,7 +88,7 @@ class ControlPlane(pulumi.ComponentResource):
         super().__init__("istio-mesh:index:ControlPlane", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self._istio = istio
-        repository = k8s.helm.v3.RepositoryOptsArgs(repo=istio.chart_repository)
+        source = chart_source(istio.chart_repository)
 
         def after(*resources: pulumi.Resource) -> pulumi.ResourceOptions:
             return pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(resources)))
@@ -100,10 +116,9 @@ class ControlPlane(pulumi.ComponentResource):
         self.base = k8s.helm.v3.Release(
             "istio-base",
             name="istio-base",
-            chart="base",
+            **source("base"),
             version=istio.crd_version,
             namespace=namespace,
-            repository_opts=repository,
             values=base_values(istio),
             timeout=BASE_TIMEOUT_SECONDS,
             # Before 1.24 the CRDs are ours (above); from 1.24 the chart's templates adopt the CRDs an
@@ -125,10 +140,9 @@ class ControlPlane(pulumi.ComponentResource):
             self.istiods[revision.name if revision else ""] = k8s.helm.v3.Release(
                 release_name,
                 name=release_name,
-                chart="istiod",
+                **source("istiod"),
                 version=revision.version if revision else istio.version,
                 namespace=namespace,
-                repository_opts=repository,
                 values=istiod_values(istio, revision),
                 timeout=ISTIOD_TIMEOUT_SECONDS,
                 opts=after(self.base),
@@ -155,10 +169,9 @@ class ControlPlane(pulumi.ComponentResource):
             release = k8s.helm.v3.Release(
                 gateway.release_name,
                 name=gateway.release_name,
-                chart="gateway",
+                **source("gateway"),
                 version=gateway_version(istio, gateway),
                 namespace=namespace,
-                repository_opts=repository,
                 values=gateway_values(istio, gateway),
                 timeout=GATEWAY_TIMEOUT_SECONDS,
                 opts=after(self.injector(gateway.tag)),

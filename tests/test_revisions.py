@@ -431,3 +431,23 @@ def test_outputs_name_the_revisions_and_the_default(canary: list[Graph]) -> None
     assert outputs["tags"] == {"prod-canary": "1-30-3", "prod-stable": "1-29-6"}
     assert outputs["defaultRevision"] == "1-29-6"
     assert "revisions" not in build().outputs  # a single control plane says nothing of revisions
+
+
+def test_oci_repositories_name_the_chart_in_full_with_no_repository_options() -> None:
+    registry = "oci://ghcr.io/istio/release/charts"
+    graph = build(istio={"chartRepository": registry + "/"})
+    for release, chart in (
+        ("istio-base", "base"),
+        ("istiod", "istiod"),
+        ("istio-ingressgateway", "gateway"),
+        ("istio-egressgateway", "gateway"),
+    ):
+        inputs = graph.release(release).inputs
+        assert inputs["chart"] == f"{registry}/{chart}", release
+        assert "repositoryOpts" not in inputs, release
+    # An HTTPS repository keeps the plain chart name and its repositoryOpts, as before.
+    https = build().release("istiod").inputs
+    assert (https["chart"], https["repositoryOpts"]) == (
+        "istiod",
+        {"repo": "https://blob.istio.io/istio-release/charts"},
+    )
