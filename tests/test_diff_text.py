@@ -252,3 +252,141 @@ def test_json_lists_urns_and_changed_paths() -> None:
         )
         + "\n"
     )
+
+
+# --- the objects a Helm release's chart renders (`show --charts` plans) ----------------------------
+
+
+def chart_labels(version: str) -> dict[str, Any]:
+    return {"labels": {"helm.sh/chart": f"istiod-{version}", "app.kubernetes.io/version": version}}
+
+
+def rendered_plan(stack: str, version: str, objects: dict[str, Any] | None, **entry: Any) -> dict[str, Any]:
+    release = res(stack, RELEASE, "istiod", {"version": version})
+    return {
+        "resources": [release],
+        "rendered": {release["urn"]: {"objects": objects} if objects is not None else entry},
+    }
+
+
+def rendered_text(old: dict[str, Any], new: dict[str, Any]) -> str:
+    return format_text(diff_plans(old, new), old_label="dev", new_label="prod")
+
+
+def test_a_releases_objects_are_listed_under_it_version_labels_folded() -> None:
+    old = rendered_plan(
+        "dev",
+        "1.29.6",
+        {
+            "ConfigMap istio-system/istio": {"metadata": chart_labels("1.29.6"), "data": {"mesh": "a"}},
+            "Deployment istio-system/istiod": {"metadata": chart_labels("1.29.6"), "spec": {"replicas": 1}},
+            "Service istio-system/old": {"metadata": {}},
+        },
+    )
+    new = rendered_plan(
+        "prod",
+        "1.30.3",
+        {
+            "ConfigMap istio-system/istio": {"metadata": chart_labels("1.30.3"), "data": {"mesh": "a"}},
+            "Deployment istio-system/istiod": {"metadata": chart_labels("1.30.3"), "spec": {"replicas": 2}},
+            "Service istio-system/new": {"metadata": {}},
+        },
+    )
+    assert rendered_text(old, new) == (
+        "prod against dev\n"
+        "\n"
+        "~ kubernetes:helm.sh/v3:Release istiod\n"
+        '    version: "1.29.6" → "1.30.3"\n'
+        "    ~ Deployment istio-system/istiod (and its version labels)\n"
+        "        spec.replicas: 1 → 2\n"
+        "    + Service istio-system/new\n"
+        "    - Service istio-system/old\n"
+        "    ~ 1 object changes only the version labels (helm.sh/chart, app.kubernetes.io/version): "
+        "ConfigMap istio-system/istio\n"
+        "\n"
+        "0 to create, 1 to update, 0 to delete, 0 unchanged\n"
+        "objects of Helm releases: 1 to create, 2 to update, 1 to delete, 0 unchanged\n"
+    )
+
+
+def test_many_relabelled_objects_and_long_object_changes_are_cut() -> None:
+    names = [f"ConfigMap istio-system/c{i}" for i in range(6)]
+    old = rendered_plan(
+        "dev",
+        "1.29.6",
+        {
+            **{name: {"metadata": chart_labels("1.29.6")} for name in names},
+            "Deployment istio-system/istiod": {"env": {f"E{i:02}": "a" for i in range(14)}},
+        },
+    )
+    new = rendered_plan(
+        "prod",
+        "1.29.6",
+        {
+            **{name: {"metadata": chart_labels("1.30.3")} for name in names},
+            "Deployment istio-system/istiod": {"env": {f"E{i:02}": "b" for i in range(14)}},
+        },
+    )
+    assert rendered_text(old, new) == (
+        "prod against dev\n"
+        "\n"
+        # The release's inputs are the same: its objects changed (say, another --kube-version).
+        "= kubernetes:helm.sh/v3:Release istiod (its inputs unchanged)\n"
+        "    ~ Deployment istio-system/istiod\n"
+        + "".join(f'        env.E{i:02}: "a" → "b"\n' for i in range(12))
+        + "        … 2 more changed lines\n"
+        "    ~ 6 objects change only the version labels (helm.sh/chart, app.kubernetes.io/version): "
+        "ConfigMap istio-system/c0, ConfigMap istio-system/c1, ConfigMap istio-system/c2, "
+        "ConfigMap istio-system/c3 and 2 more\n"
+        "\n"
+        "0 to create, 0 to update, 0 to delete, 1 unchanged\n"
+        "objects of Helm releases: 0 to create, 7 to update, 0 to delete, 0 unchanged\n"
+    )
+
+
+def test_a_release_rendered_on_one_side_only_says_why_it_is_not_compared() -> None:
+    old = rendered_plan("dev", "1.29.6", None, notRendered="chart istiod 1.29.6 is not at hand")
+    new = rendered_plan("prod", "1.30.3", {"Deployment istio-system/istiod": {}})
+    assert rendered_text(old, new) == (
+        "prod against dev\n"
+        "\n"
+        "~ kubernetes:helm.sh/v3:Release istiod\n"
+        '    version: "1.29.6" → "1.30.3"\n'
+        "    (objects not compared: old: chart istiod 1.29.6 is not at hand)\n"
+        "\n"
+        "0 to create, 1 to update, 0 to delete, 0 unchanged\n"
+        "objects of Helm releases: 0 to create, 0 to update, 0 to delete, 0 unchanged\n"
+    )
+    document = json.loads(format_json(diff_plans(old, new)))
+    assert document["objects"] == {
+        "create": [],
+        "delete": [],
+        "update": [],
+        "unchanged": 0,
+        "notCompared": [
+            {
+                "release": "istio-mesh::kubernetes:helm.sh/v3:Release::istiod",
+                "reason": "old: chart istiod 1.29.6 is not at hand",
+            }
+        ],
+    }
+
+
+def test_json_lists_the_objects_of_releases_beside_the_resources() -> None:
+    old = rendered_plan(
+        "dev", "1.29.6", {"Deployment istio-system/istiod": {"a": 1}, "Service istio-system/x": {}}
+    )
+    new = rendered_plan(
+        "prod", "1.29.6", {"Deployment istio-system/istiod": {"a": 2}, "Service istio-system/y": {}}
+    )
+    release = urn("prod", RELEASE, "istiod")
+    assert json.loads(format_json(diff_plans(old, new)))["objects"] == {
+        "create": [{"release": release, "object": "Service istio-system/y"}],
+        "delete": [{"release": release, "object": "Service istio-system/x"}],
+        "update": [{"release": release, "object": "Deployment istio-system/istiod", "paths": ["a"]}],
+        "unchanged": 0,
+        "notCompared": [],
+    }
+    # Plans without rendered releases keep the JSON they always had.
+    plain = [res("dev", RELEASE, "istiod", {"version": "1.29.6"})]
+    assert "objects" not in json.loads(format_json(diff_plans({"resources": plain}, {"resources": plain})))
