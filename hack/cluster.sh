@@ -24,6 +24,9 @@ state=${ISTIO_MESH_E2E_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/istio-mesh/e2e}
 charts_dir=${ISTIO_MESH_CHARTS_DIR:-$repo/../shared/upstream/charts}
 cluster=${ISTIO_MESH_CLUSTER_NAME:-istio-mesh-e2e}
 nodes=${ISTIO_MESH_CLUSTER_NODES:-2}
+# kwok marks a pod Ready this long after it is scheduled (0: at once, kwok's default); the
+# benchmark (bench/deploy.py) sets it so that waits cost what they cost on a real cluster.
+pod_ready_delay_ms=${ISTIO_MESH_POD_READY_DELAY_MS:-0}
 export KWOK_WORKDIR="$state/kwok"
 
 log() { printf 'cluster: %s\n' "$*" >&2; }
@@ -55,7 +58,13 @@ componentsPatches:
   - key: disable-admission-plugins
     value: MutatingAdmissionWebhook,ValidatingAdmissionWebhook
 EOF
-    kwokctl create cluster --name "$cluster" --config "$state/kwokctl.yaml" --wait 120s >&2
+    local stages=()
+    if [ "$pod_ready_delay_ms" -gt 0 ]; then
+      "${PYTHON:-python3}" "$here/kwok_stages.py" "$pod_ready_delay_ms" >"$state/stages.yaml"
+      stages=(--config "$state/stages.yaml")
+    fi
+    kwokctl create cluster --name "$cluster" --config "$state/kwokctl.yaml" "${stages[@]}" \
+      --wait 120s >&2
     kwokctl scale node --name "$cluster" --replicas "$nodes" >&2
   fi
   local context
