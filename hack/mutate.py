@@ -85,7 +85,13 @@ _NARROWING = "the assert only narrows the type for pyright: config validation gu
 _UNREAD = (
     "an attribute kept for callers that nothing in the program reads; the resource is registered either way"
 )
+_DEBUG_REPR = "MISSING's repr is for debugging only: show_value prints (none) for MISSING itself"
 EQUIVALENT: dict[str, dict[str, str]] = {
+    "meshplan/diff.py": {
+        "return \"(none)\" :: return '(none)'  ->  return None": _DEBUG_REPR,
+        "return \"(none)\" :: delete: return '(none)'": _DEBUG_REPR,
+        "return \"(none)\" :: '(none)'  ->  ''": _DEBUG_REPR,
+    },
     "components/injection.py": {
         "opts: pulumi.ResourceOptions | None = None, :: None  ->  'mutant'": _UNUSED_OPTS,
         "self.uninjects.append(uninject) :: delete: self.uninjects.append(uninject)": _UNREAD,
