@@ -178,7 +178,7 @@ def _verified(data: bytes, ref: ChartRef, origin: str, project_dir: Path) -> byt
     raise ChartError(
         f"{ref}: {origin} has sha256 {digest}, which {lock_path} does not list, so it is not used. Check "
         f"the sum against a second source, then add the line `{ref.chart} {ref.version} {digest}` to "
-        f"{LOCK_NAME} in a reviewed commit; or {OFFLINE_CHARTS_HINT}"
+        f"{LOCK_NAME} in a reviewed commit (`meshplan lock-charts` adds a stack's charts); or {OFFLINE_CHARTS_HINT}"
     )
 
 
@@ -423,3 +423,38 @@ def render_plan(
             by_id[object_id(obj, namespace)] = secret_fields(obj)
         rendered[release["urn"]] = {"chart": str(ref), "objects": dict(sorted(by_id.items()))}
     return {**plan, "rendered": rendered}
+
+
+LOCK_HEADER = """\
+# charts.lock: the sha256 of every Helm chart archive meshplan may render from a URL repository.
+# meshplan verifies every download and cached archive against this file and refuses any other.
+# Add the charts of a stack with `meshplan lock-charts --stack <stack>`: it downloads them, prints
+# their sums and writes them here. Review the new lines in the pull request, as with go.sum or
+# Chart.lock: check each sum against a second source. Columns: chart version sha256
+"""
+
+
+def lock_charts(plan: Mapping[str, Any], project_dir: Path) -> list[str]:
+    """Download the URL charts of a plan's Releases and add their sums to the lock; the new lines."""
+    path = Path(os.environ.get(LOCK_ENV) or project_dir / LOCK_NAME)
+    locked = read_lock(project_dir)
+    added: list[str] = []
+    for release in plan["resources"]:
+        if release["type"] != RELEASE_TYPE:
+            continue
+        inputs = release.get("inputs") or {}
+        options = inputs.get("repositoryOpts")
+        repo = options.get("repo") if isinstance(options, Mapping) else None
+        ref = ChartRef(str(repo or ""), str(inputs.get("chart")), str(inputs.get("version")))
+        if not ref.repo.startswith(("https://", "http://")):
+            continue  # local charts are read as they are, never locked
+        data, _ = _fetch(ref)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in locked.get((ref.chart, ref.version), set()):
+            continue
+        locked.setdefault((ref.chart, ref.version), set()).add(digest)
+        added.append(f"{ref.chart} {ref.version} {digest}")
+    if added:
+        text = path.read_text(encoding="utf-8") if path.is_file() else LOCK_HEADER
+        path.write_text(text + "".join(f"{line}\n" for line in added), encoding="utf-8")
+    return added

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import json
 import os
@@ -357,6 +358,19 @@ def run_check(args: argparse.Namespace, context: Context) -> tuple[int, str]:
     return (EXIT_OK if all(f.advisory for f in findings) else EXIT_FOUND), lines
 
 
+def run_lock_charts(args: argparse.Namespace, context: Context) -> tuple[int, str]:
+    from meshplan import charts
+
+    target = _target(args, context)
+    plan = render_here(dataclasses.replace(target, charts=ChartOptions("never")), context)
+    added = charts.lock_charts(plan, target.project_dir)
+    lock = os.environ.get(charts.LOCK_ENV) or target.project_dir / charts.LOCK_NAME
+    if not added:
+        return EXIT_OK, f"{lock}: every chart of {target.label} is locked already\n"
+    lines = "".join(f"  {line}\n" for line in added)
+    return EXIT_OK, f"added to {lock} (review each sum against a second source before committing):\n{lines}"
+
+
 def _against_plans(
     target: Target, against: str, old_overrides: tuple[str, ...], context: Context
 ) -> tuple[dict[str, Any], dict[str, Any], str]:
@@ -541,6 +555,11 @@ def build_parser() -> argparse.ArgumentParser:
     graph_parser = _verb(verbs, "graph", common, "the dependency graph")
     graph_parser.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     graph_parser.set_defaults(run=run_graph)
+
+    lock_parser = _verb(
+        verbs, "lock-charts", common, "download the stack's charts and add their sha256 to charts.lock"
+    )
+    lock_parser.set_defaults(run=run_lock_charts)
 
     check_parser = _verb(verbs, "check", common, "the policy rules, offline")
     check_parser.add_argument(

@@ -191,7 +191,7 @@ def test_a_url_repository_is_downloaded_once_verified_and_then_read_offline(
             f"meshplan: error: Release istio-base: chart base 1.30.3 from {url}: {url}/base-1.30.3.tgz has "
             f"sha256 {_sum('base-1.30.3.tgz')}, which {own_cache.parent / 'charts.lock'} does not list, so it is not "
             "used. Check the sum against a second source, then add the line "
-            f"`base 1.30.3 {_sum('base-1.30.3.tgz')}` to charts.lock in a reviewed commit; or --chart-dir DIR "
+            f"`base 1.30.3 {_sum('base-1.30.3.tgz')}` to charts.lock in a reviewed commit (`meshplan lock-charts` adds a stack's charts); or --chart-dir DIR "
             "renders from a local directory of <chart>-<version>.tgz (or unpacked charts), such as a copy of "
             "the chart repository, with no network\n"
         )
@@ -277,3 +277,27 @@ def test_secret_values_never_render_in_plaintext(tmp_path: Path) -> None:
         },
     }
     assert "[secret]" not in json.dumps(plan).replace(json.dumps(SECRET), "")
+
+
+def test_lock_charts_adds_each_chart_of_a_stack_once(
+    capsys: pytest.CaptureFixture[str], own_cache: Path
+) -> None:
+    lock = own_cache.parent / "charts.lock"
+    with _serve(UPSTREAM_CHARTS) as url:
+        args = (
+            "lock-charts", "--project-dir", str(ROOT), "--stack", "dev", "--config", K8S_ADDONS,
+            "--config", "istio.version=1.29.6", "--config", f"istio.chartRepository={url}",
+        )  # fmt: skip
+        first = meshplan(capsys, *args)
+        assert first.code == 0, first.err
+        lines = [f"{c} 1.29.6 {_sum(f'{c}-1.29.6.tgz')}" for c in ("base", "gateway", "istiod")]
+        assert first.out == (
+            f"added to {lock} (review each sum against a second source before committing):\n"
+            + "".join(f"  {line}\n" for line in lines)
+        )
+        assert lock.read_text() == charts.LOCK_HEADER + "".join(f"{line}\n" for line in lines)
+        again = meshplan(capsys, *args)
+        assert again.out == f"{lock}: every chart of stack dev is locked already\n"
+        # Locked, the charts now render from the repository.
+        shown = meshplan(capsys, "show", *args[1:], "--charts", "always", "--fetch-charts")
+        assert shown.code == 0, shown.err
