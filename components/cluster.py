@@ -21,6 +21,13 @@ def cluster_provider(name: str, cluster: ClusterConfig) -> k8s.Provider:
         kubeconfig=cluster.kubeconfig or None,
         # Server-side apply is what lets NamespacePatch add one label to a namespace someone else owns.
         enable_server_side_apply=True,
+        # Without these the provider replaces a ConfigMap or Secret whose data changes, and a fixed
+        # name means delete, then create: Grafana's admin password or Kiali's config would be
+        # missing in between, and a pod starting then fails. Updated in place instead, the
+        # rollouts in components/mesh.py restart what reads them (pulumi-kubernetes
+        # provider/pkg/provider/diff.go).
+        enable_config_map_mutable=True,
+        enable_secret_mutable=True,
     )
 
 

@@ -103,7 +103,7 @@ class Command(pulumi.dynamic.Resource, module="istio-mesh", name="Command"):
         create: str = "",
         update: str = "",
         delete: str = "",
-        triggers: Sequence[str] = (),
+        triggers: Sequence[pulumi.Input[str]] = (),
         timeout: int,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,6 +16,17 @@ from components.dashboards import access
 from components.generated_password import GeneratedPassword
 from components.hardening import GRAFANA_ADMIN_SECRET, GRAFANA_PASSWORD_KEY
 from components.injection import Injection
+from components.local_command import Command, restart_workloads
+
+ROLLOUT_TIMEOUT_SECONDS = 300
+
+
+def _kiali_config(objects: Sequence[Mapping[str, Any]]) -> str:
+    """The `config.yaml` of Kiali's ConfigMap, as the stack deploys it."""
+    for obj in objects:
+        if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == "kiali":
+            return str(obj.get("data", {}).get("config.yaml", ""))
+    return ""
 
 
 class Mesh(pulumi.ComponentResource):
@@ -79,6 +91,20 @@ class Mesh(pulumi.ComponentResource):
             for addon, objects in addon_objects.items()
         ]
 
+        # A changed login reaches the pods only when they restart: the Deployments' pod templates
+        # don't change with their ConfigMap or Secret (upstream's `checksum/config` annotation stays
+        # as shipped). Restart on a change, never on create.
+        self.rollouts: list[Command] = []
+        groups = dict(zip(addon_objects, self.addons, strict=True))
+        if self.grafana_password is not None:
+            # The password itself is the trigger: a Pulumi secret, encrypted in state like the Secret.
+            self.rollouts.append(
+                self._rollout("grafana", [self.grafana_password], groups["grafana"], config, child)
+            )
+        if "kiali" in groups:
+            digest = hashlib.sha256(_kiali_config(addon_objects["kiali"]).encode()).hexdigest()
+            self.rollouts.append(self._rollout("kiali", [digest], groups["kiali"], config, child))
+
         self.outputs: dict[str, Any] = {
             "istioVersion": config.istio.version,
             "profile": config.istio.profile,
@@ -99,6 +125,27 @@ class Mesh(pulumi.ComponentResource):
             **({"grafanaAdminPassword": self.grafana_password} if self.grafana_password is not None else {}),
         }
         self.register_outputs(self.outputs)
+
+    @staticmethod
+    def _rollout(
+        addon: str,
+        triggers: list[pulumi.Input[str]],
+        group: pulumi.Resource,
+        config: MeshConfig,
+        child: pulumi.ResourceOptions,
+    ) -> Command:
+        return Command(
+            f"{addon}-rollout",
+            update=restart_workloads(
+                config.cluster,
+                ISTIO_NAMESPACE,
+                names=[f"deployment/{addon}"],
+                timeout=ROLLOUT_TIMEOUT_SECONDS,
+            ),
+            triggers=triggers,
+            timeout=ROLLOUT_TIMEOUT_SECONDS + 60,
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[group])),
+        )
 
     def _addon_needs(self, addon: str) -> list[pulumi.Resource]:
         """What an addon waits for besides istio-system; never istiod, so addons come up beside it."""

@@ -664,6 +664,25 @@ def scenario_canary(results: Results, stacks: Stacks) -> None:
                 str(labels),
             )
     if stack is not None:
+        with timed("5. canary: a destroy of the protected stack deletes nothing"):
+            releases_before = {r["name"] for r in json.loads(cluster.helm("list", "-A", "--output=json"))}
+            try:
+                stack.destroy(on_output=log_output, color="never")
+                refused = False
+            except auto.CommandError as error:
+                refused = "protect" in str(error)
+            releases_after = {r["name"] for r in json.loads(cluster.helm("list", "-A", "--output=json"))}
+            results.check("canary: pulumi destroy of a protected stack is refused", refused)
+            results.check(
+                "canary: ... and no release was deleted",
+                releases_after == releases_before,
+                f"gone: {sorted(releases_before - releases_after)}",
+            )
+            results.check(
+                "canary: ... and istiod's validating webhook stays with its service",
+                cluster.exists("validatingwebhookconfiguration", "istiod-default-validator")
+                and cluster.exists("service", "istiod-1-30-3", "--namespace", ISTIO_NAMESPACE),
+            )
         with timed("5. canary: unprotect and destroy"):
             config = stacks.config(
                 ROOT / "examples" / "canary" / "step-4.yaml", {**NO_LOAD_BALANCER, "protect": False}

@@ -50,7 +50,13 @@ def test_one_explicit_provider_targets_the_stacks_context(dev: Graph) -> None:
     (provider,) = dev.of_type(PROVIDER)
     assert provider.name == "cluster"
     # Provider inputs travel as strings, as the engine hands them to the provider plugin.
-    assert provider.inputs == {"context": "kind-istio-dev", "enableServerSideApply": "true"}
+    # ConfigMaps and Secrets are updated in place, never deleted and created again under their name.
+    assert provider.inputs == {
+        "context": "kind-istio-dev",
+        "enableServerSideApply": "true",
+        "enableConfigMapMutable": "true",
+        "enableSecretMutable": "true",
+    }
     kubernetes = [r for r in dev.resources if r.type.startswith("kubernetes:")]
     assert len(kubernetes) > 20
     assert {r.provider for r in kubernetes} == {provider.urn}
@@ -89,6 +95,7 @@ def test_the_mesh_components_nest_under_one_mesh(dev: Graph) -> None:
         (CONFIG_GROUP, "jaeger"),
         (CONFIG_GROUP, "kiali"),
         (CONFIG_GROUP, "prometheus"),
+        (COMMAND, "kiali-rollout"),
     ]
     assert mesh.providers == {"kubernetes": dev.of_type(PROVIDER)[0].urn}
     assert dev.ancestors(dev.release("istiod")) == [CONTROL_PLANE, MESH]
@@ -279,7 +286,7 @@ def test_injection_labels_after_istiod_then_restarts(dev: Graph) -> None:
 def test_every_namespace_is_labelled_and_restarts_can_be_turned_off() -> None:
     graph = build(injection={"namespaces": ["default", "shop"], "restartWorkloads": False})
     assert sorted(p.inputs["metadata"]["name"] for p in graph.of_type(NAMESPACE_PATCH)) == ["default", "shop"]
-    assert graph.names(COMMAND) == ["istio-crds"]
+    assert graph.names(COMMAND) == ["istio-crds", "kiali-rollout"]
 
 
 def test_restarts_run_again_when_the_istio_version_changes() -> None:

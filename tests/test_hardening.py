@@ -8,7 +8,15 @@ import json
 import yaml
 
 from components.hardening import grafana_login, kiali_auth
-from tests.harness import CONFIG_GROUP, CONFIG_MAP, DEPLOYMENT, PROD_PASSWORD, build, fixture_objects
+from tests.harness import (
+    COMMAND,
+    CONFIG_GROUP,
+    CONFIG_MAP,
+    DEPLOYMENT,
+    PROD_PASSWORD,
+    build,
+    fixture_objects,
+)
 
 PEER_AUTHENTICATION = "kubernetes:security.istio.io/v1:PeerAuthentication"
 SECRET_TYPE = "kubernetes:core/v1:Secret"
@@ -130,3 +138,43 @@ def test_login_changes_copy_only_the_object_they_change() -> None:
         assert [o["kind"] for o in changed] == [o["kind"] for o in shipped]
         assert [o for o in changed if o["kind"] != kind] == [o for o in shipped if o["kind"] != kind]
         assert [o for o in changed if o["kind"] == kind] != [o for o in shipped if o["kind"] == kind]
+
+
+def _rollout_script(deployment: str) -> str:
+    target = "kubectl --context prod-cluster --namespace istio-system"
+    return (
+        f"set -eo pipefail; {target} rollout restart deployment/{deployment};"
+        f" {target} rollout status --timeout=300s deployment/{deployment}"
+    )
+
+
+def test_a_new_grafana_password_rolls_grafana_and_only_that() -> None:
+    before, after = build("prod"), build("prod", grafanaAdminPassword="another-password")
+    rollout = after.get(COMMAND, "grafana-rollout")
+    # Only an update runs: a new Grafana starts with the password it reads.
+    assert {k: v for k, v in rollout.inputs.items() if k != "__provider"} == {
+        "update": _rollout_script("grafana"),
+        "triggers": ["[secret]"],  # the password itself, encrypted in state like the Secret
+        "timeout": 360,
+    }
+    assert rollout.raw_inputs["triggers"] == ["another-password"]
+    assert before.get(COMMAND, "grafana-rollout").raw_inputs["triggers"] == [PROD_PASSWORD]
+    assert after.depends_on(rollout, after.get(CONFIG_GROUP, "grafana"))
+    assert after.depends_on(rollout, after.get(SECRET_TYPE, "istio-system/grafana-admin"))
+    # Kiali's config did not change, so its rollout's trigger stays as it was.
+    assert before.get(COMMAND, "kiali-rollout").inputs == after.get(COMMAND, "kiali-rollout").inputs
+
+
+def test_a_kiali_login_change_rolls_kiali() -> None:
+    token, anonymous = build("prod"), build("prod", dashboards={"kiali": {"auth": "anonymous"}})
+    rollout = token.get(COMMAND, "kiali-rollout")
+    assert rollout.inputs["update"] == _rollout_script("kiali")
+    assert "create" not in rollout.inputs
+    (digest,) = rollout.inputs["triggers"]
+    assert len(digest) == 64
+    assert anonymous.get(COMMAND, "kiali-rollout").inputs["triggers"] != [digest]
+    assert token.depends_on(rollout, token.get(CONFIG_GROUP, "kiali"))
+
+
+def test_an_anonymous_grafana_has_no_rollout() -> None:
+    assert "grafana-rollout" not in build().names(COMMAND)
