@@ -91,6 +91,14 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "return \"(none)\" :: return '(none)'  ->  return None": _DEBUG_REPR,
         "return \"(none)\" :: delete: return '(none)'": _DEBUG_REPR,
         "return \"(none)\" :: '(none)'  ->  ''": _DEBUG_REPR,
+        "return json.dumps(old, sort_keys=True) == json.dumps(new, sort_keys=True) :: True  ->  False": (
+            "_same_scalar compares leaves and option values: two mappings never reach it (changed_paths "
+            "recurses into them), so the order of keys in its JSON never matters"
+        ),
+        "@dataclass(frozen=True) :: True  ->  False": (
+            "nothing assigns to these records (Change, ResourceDiff, ObjectDiff) or hashes them: frozen "
+            "only guards against a mistake"
+        ),
     },
     "components/injection.py": {
         "opts: pulumi.ResourceOptions | None = None, :: None  ->  'mutant'": _UNUSED_OPTS,
@@ -414,7 +422,9 @@ class Outcome:
         return 100.0 * self.killed / scored if scored else 100.0
 
 
-def mutate_module(module: str, *, timeout: float, limit: int | None, sample: int, verbose: bool) -> Outcome:
+def mutate_module(
+    module: str, *, timeout: float, limit: int | None, sample: int, only: set[int], verbose: bool
+) -> Outcome:
     tests = COVERING_TESTS.get(module)
     if tests is None:
         raise SystemExit(f"{module}: no covering tests listed in COVERING_TESTS (hack/mutate.py)")
@@ -436,7 +446,8 @@ def mutate_module(module: str, *, timeout: float, limit: int | None, sample: int
         equivalent = EQUIVALENT.get(module, {})
         started = time.monotonic()
         for mutant in found:
-            if (limit is not None and mutant.number > limit) or (mutant.number - 1) % sample:
+            skipped = (limit is not None and mutant.number > limit) or (mutant.number - 1) % sample
+            if skipped or (only and mutant.number not in only):
                 outcome.not_run += 1
                 continue
             (tree / module).write_text(mutated_source(source, mutant))
@@ -484,6 +495,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300, help="seconds per mutant run (a timeout kills)")
     parser.add_argument("--limit", type=int, help="run only the first N mutants of each module")
     parser.add_argument(
+        "--only",
+        type=lambda v: {int(n) for n in v.split(",")},
+        default=set(),
+        help="run these mutants: 31,34",
+    )
+    parser.add_argument(
         "--sample",
         type=int,
         default=1,
@@ -503,7 +520,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {module}", flush=True)
         outcomes.append(
             mutate_module(
-                module, timeout=args.timeout, limit=args.limit, sample=args.sample, verbose=args.verbose
+                module,
+                timeout=args.timeout,
+                limit=args.limit,
+                sample=args.sample,
+                only=args.only,
+                verbose=args.verbose,
             )
         )
     print(table(outcomes))

@@ -390,3 +390,27 @@ def test_json_lists_the_objects_of_releases_beside_the_resources() -> None:
     # Plans without rendered releases keep the JSON they always had.
     plain = [res("dev", RELEASE, "istiod", {"version": "1.29.6"})]
     assert "objects" not in json.loads(format_json(diff_plans({"resources": plain}, {"resources": plain})))
+
+
+def test_references_to_other_resources_do_not_differ_by_stack() -> None:
+    def refs(stack: str, target: str) -> dict[str, Any]:
+        ref = urn(stack, NAMESPACE, target)
+        return {"owner": ref, "all": [ref, "plain"], "nested": {"deeper": {"ref": ref}}}
+
+    old = res("dev", CONFIG_MAP, "kiali", refs("dev", "istio-system"))
+    assert text([old], [res("prod", CONFIG_MAP, "kiali", refs("prod", "istio-system"))]) == (
+        "prod against dev\n\n0 to create, 0 to update, 0 to delete, 1 unchanged\n"
+    )
+    # A reference to another resource is a change, shown without the stack.
+    new = res(
+        "prod", CONFIG_MAP, "kiali", {**refs("prod", "istio-system"), "owner": urn("prod", NAMESPACE, "shop")}
+    )
+    assert text([old], [new]) == (
+        "prod against dev\n"
+        "\n"
+        "~ kubernetes:core/v1:ConfigMap kiali\n"
+        '    owner: "istio-mesh::kubernetes:core/v1:Namespace::istio-system" → '
+        '"istio-mesh::kubernetes:core/v1:Namespace::shop"\n'
+        "\n"
+        "0 to create, 1 to update, 0 to delete, 0 unchanged\n"
+    )
