@@ -95,6 +95,11 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "_same_scalar compares leaves and option values: two mappings never reach it (changed_paths "
             "recurses into them), so the order of keys in its JSON never matters"
         ),
+        "rendered: bool = False  # whether either plan had rendered releases :: "
+        "delete: rendered: bool = False": (
+            "diff_plans, the only maker of a PlanDiff, always sets `rendered` (diff_rendered) before "
+            "anything reads it"
+        ),
         "@dataclass(frozen=True) :: True  ->  False": (
             "nothing assigns to these records (Change, ResourceDiff, ObjectDiff) or hashes them: frozen "
             "only guards against a mistake"
