@@ -145,6 +145,8 @@ class IstioConfig:
     revisions: tuple[Revision, ...] = ()  # sorted by name; empty: one control plane without revision
     tags: tuple[tuple[str, str], ...] = ()  # (tag, revision), sorted by tag
     default_revision: str | None = None
+    # Let one upgrade skip more than two minors (components/upgrade_path.py); off by default.
+    allow_minor_skip: bool = False
 
     @property
     def version_tuple(self) -> tuple[int, int, int]:
@@ -423,6 +425,7 @@ def _parse_istio(problems: _Problems, value: Any) -> IstioConfig | None:
             "revisions",
             "tags",
             "defaultRevision",
+            "allowMinorSkip",
         ),
     )
     version = _required_version(problems, "istio.version", section.get("version"))
@@ -451,6 +454,9 @@ def _parse_istio(problems: _Problems, value: Any) -> IstioConfig | None:
     values = _typed(
         problems, section, "istio", "values", Mapping, {}, "expected a mapping of istiod Helm values"
     )
+    allow_minor_skip = _typed(
+        problems, section, "istio", "allowMinorSkip", bool, False, "expected true or false"
+    )
     revisions, tags, default_revision = _parse_revisions(problems, section)
     _check_repository_serves(problems, repository, [version, *(r.version for r in revisions)])
     targets = {r.name for r in revisions} | {tag for tag, _ in tags}
@@ -468,6 +474,7 @@ def _parse_istio(problems: _Problems, value: Any) -> IstioConfig | None:
         revisions=revisions,
         tags=tags,
         default_revision=default_revision,
+        allow_minor_skip=allow_minor_skip,
     )
 
 

@@ -13,6 +13,7 @@ from components.cluster import kubectl
 from components.config import ISTIO_NAMESPACE, ClusterConfig, IstioConfig, parse_version
 from components.local_command import Command, restart_workloads
 from components.revision_tags import DEFAULT_TAG, tag_webhook, webhook_name
+from components.upgrade_path import UpgradePath
 from components.values import base_values, gateway_values, gateway_version, istiod_values
 
 ENVIRONMENT_LABEL = "istio-mesh/environment"
@@ -93,10 +94,15 @@ class ControlPlane(pulumi.ComponentResource):
         def after(*resources: pulumi.Resource) -> pulumi.ResourceOptions:
             return pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(resources)))
 
+        # First, and everything of the control plane waits for it: a version that skips too many
+        # minors is refused in preview, before anything changes.
+        self.upgrade_path = UpgradePath(
+            "istio-upgrade-path", version=istio.crd_version, allow_skip=istio.allow_minor_skip, opts=child
+        )
         self.namespace = k8s.core.v1.Namespace(
             ISTIO_NAMESPACE,
             metadata={"name": ISTIO_NAMESPACE, "labels": {ENVIRONMENT_LABEL: environment}},
-            opts=child,
+            opts=after(self.upgrade_path),
         )
         namespace = self.namespace.metadata.name
 

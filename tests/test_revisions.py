@@ -259,7 +259,7 @@ def test_gateways_follow_a_tag_and_restart_when_it_moves() -> None:
 def test_step_1_adds_the_canary_control_plane_and_moves_the_crds_first(canary: list[Graph]) -> None:
     assert _changes(canary[0], canary[1]) == {
         "create": ["Release istiod-1-30-3"],
-        "update": ["Release istio-base"],
+        "update": ["Release istio-base", "UpgradePath istio-upgrade-path"],
         "delete": [],
     }
     graph = canary[1]
