@@ -169,7 +169,8 @@ def test_each_addon_object_is_a_resource_of_its_own_kind_in_its_group(dev: Graph
 
 
 def test_demo_profile_is_spelled_out_for_1_20_charts(dev: Graph) -> None:
-    values = dev.release("istiod").inputs["values"]
+    # Copies: `dev` is shared by the whole module, and the pops below must not change it.
+    values = copy.deepcopy(dev.release("istiod").inputs["values"])
     # tests/test_oracle_charts.py checks the providers themselves against Istio 1.20.8's demo profile.
     providers = values["meshConfig"].pop("extensionProviders")
     assert [provider["name"] for provider in providers] == ["otel", "skywalking", "otel-tracing"]
@@ -182,7 +183,7 @@ def test_demo_profile_is_spelled_out_for_1_20_charts(dev: Graph) -> None:
             "resources": {"requests": {"cpu": "10m", "memory": "100Mi"}},
         },
     }
-    ingress = dev.release("istio-ingressgateway").inputs["values"]
+    ingress = copy.deepcopy(dev.release("istio-ingressgateway").inputs["values"])
     assert [port["port"] for port in ingress["service"].pop("ports")] == [15021, 80, 443, 31400, 15443]
     assert ingress == {
         "autoscaling": {"enabled": False},
