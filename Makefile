@@ -12,6 +12,8 @@ $(BIN)/python: requirements.txt requirements-dev.txt requirements-tools.txt cons
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps -r requirements-tools.txt
+	# The `meshplan` console script (pyproject.toml), for use from any directory.
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
 # The README's test command: linters, type checks and every offline test.

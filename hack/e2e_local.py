@@ -503,6 +503,15 @@ def scenario_upgrade(results: Results, stacks: Stacks) -> None:
             is None
         ):
             return
+        stacks.stack("upgrade", stacks.config(ROOT / "Pulumi.dev.yaml", {"istio": {"version": "1.29.6"}}))
+        output: list[str] = []
+        try:
+            stack.preview(on_output=output.append, color="never")
+            refused, detail = False, "the preview passed"
+        except auto.CommandError as error:
+            text = "\n".join(output) + str(error)
+            refused, detail = "skips 5 minor version(s)" in text, text[-400:]
+        results.check("upgrade: 1.23.6 -> 1.29.6 is refused in preview", refused, detail)
         stacks.stack("upgrade", stacks.config(ROOT / "Pulumi.dev.yaml", {"istio": {"version": "1.24.6"}}))
         if attempt(
             results, "upgrade: pulumi up to 1.24.6", lambda: stack.up(on_output=log_output, color="never")
@@ -782,7 +791,10 @@ def scenario_faults(results: Results, stacks: Stacks) -> None:
                 timeout=120,
             )
 
-        changed = stacks.config(ROOT / "Pulumi.dev.yaml", {"istio": {"version": "1.23.6"}})
+        # A change that makes Helm upgrade istiod and wait for its pods while the API server stops.
+        changed = stacks.config(
+            ROOT / "Pulumi.dev.yaml", {"istio": {"values": {"pilot": {"env": {"E2E": "1"}}}}}
+        )
         stacks.stack("faults", changed)
         stopper = threading.Thread(target=stop_soon)
         stopper.start()
