@@ -225,7 +225,7 @@ def check_hand_made_state(results: Results, cluster: Cluster, releases: list[str
     results.check(
         "default carries istio-injection=enabled", labels.get("istio-injection") == "enabled", str(labels)
     )
-    listed = json.loads(cluster.helm("list", "--all-namespaces", "--all", "--output=json"))
+    listed = json.loads(cluster.helm("list", "--all-namespaces", "--output=json"))
     statuses = {r["name"]: r["status"] for r in listed}
     results.check(
         f"helm releases deployed: {', '.join(releases)}",
@@ -330,7 +330,7 @@ def check_destroyed(results: Results, cluster: Cluster, restarted_before: Mappin
             restarted_at(cluster, kind, name) not in (None, restarted_before.get(kind)),
         )
     results.check(
-        "no helm release remains", not json.loads(cluster.helm("list", "-A", "--all", "--output=json"))
+        "no helm release remains", not json.loads(cluster.helm("list", "--all-namespaces", "--output=json"))
     )
     leftovers = cluster.kubectl(
         "get",
