@@ -305,6 +305,7 @@ DEMO_ISTIOD_REQUESTS = {"cpu": "10m", "memory": "100Mi"}
 DEMO_GATEWAY_REQUESTS = {"cpu": "10m", "memory": "40Mi"}
 # The ingress's ports by number: status, http2, https, tcp and SNI-routed tls.
 DEMO_INGRESS_PORTS = [15021, 80, 443, 31400, 15443]
+DEMO_PORT_NAMES = ["status-port", "http2", "https", "tcp", "tls"]
 
 
 def _istiod_demo_effects(rendered: Sequence[Mapping[str, Any]], release: str) -> dict[str, Any]:
@@ -367,6 +368,8 @@ def test_demo_gateways_get_the_demo_profiles_ports_and_size_on_every_version(ver
         )
         service = only(rendered, "Service", name)
         assert [p["port"] for p in service["spec"]["ports"]] == ports
+        # The names istioctl's demo gave them: Istio picks a port's protocol from its name's prefix.
+        assert [p["name"] for p in service["spec"]["ports"]] == DEMO_PORT_NAMES[: len(ports)]
         # The gateway listens on the service ports themselves (its pods may bind ports below 1024).
         assert all(p["targetPort"] == p["port"] and p["protocol"] == "TCP" for p in service["spec"]["ports"])
         (container,) = only(rendered, "Deployment", name)["spec"]["template"]["spec"]["containers"]

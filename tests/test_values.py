@@ -104,7 +104,14 @@ def test_a_gateway_chart_follows_the_control_plane_that_injects_it(
 def test_demo_gateway_values_per_version_and_gateway() -> None:
     ports = [15021, 80, 443, 31400, 15443]
     old = gateway_values(IstioConfig("1.20.8", "demo"), GatewayConfig("ingress", "NodePort"))
-    assert [p["port"] for p in old["service"].pop("ports")] == ports
+    # Istio picks a gateway port's protocol from its name's prefix (http2, https, tcp, tls).
+    assert [(p["name"], p["port"], p["targetPort"], p["protocol"]) for p in old["service"].pop("ports")] == [
+        ("status-port", 15021, 15021, "TCP"),
+        ("http2", 80, 80, "TCP"),
+        ("https", 443, 443, "TCP"),
+        ("tcp", 31400, 31400, "TCP"),
+        ("tls", 15443, 15443, "TCP"),
+    ]
     assert old == {
         "autoscaling": {"enabled": False},
         "resources": {"requests": {"cpu": "10m", "memory": "40Mi"}},
