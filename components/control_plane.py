@@ -32,6 +32,7 @@ ROLLOUT_TIMEOUT_SECONDS = 300
 # templates that `helm upgrade` updates (https://istio.io/latest/news/releases/1.24.x/announcing-1.24/upgrade-notes/).
 FIRST_TEMPLATED_CRDS = (1, 24, 0)
 CRD_FIELD_MANAGER = "istio-mesh"
+BASE_RELEASE = "istio-base"
 
 
 def crd_apply_command(istio: IstioConfig, cluster: ClusterConfig) -> str:
@@ -72,6 +73,33 @@ def chart_source(repository: str) -> Callable[[str], dict[str, Any]]:
     return lambda name: {"chart": name, "repository_opts": options}
 
 
+def crd_adopt_command(cluster: ClusterConfig, release: str, namespace: str) -> str:
+    """Mark every Istio CRD as the base release's, so a 1.24+ base chart adopts the ones that exist.
+
+    CRDs applied before 1.24 (by `crd_apply_command`, or a `helm install` of an older base chart,
+    which never owns `crds/`) carry no Helm ownership, and Helm refuses to install a template over
+    them ("exists and cannot be imported into the current release"). Release's `takeOwnership`
+    would adopt them, but providers before it existed drop the field silently. This is Istio's
+    documented one-time migration (istio/istio `releasenotes/notes/53318.yaml`): the
+    `app.kubernetes.io/managed-by=Helm` label and the `meta.helm.sh/release-name` and
+    `-namespace` annotations. It is idempotent, and on a fresh cluster it does nothing.
+    """
+    listed = kubectl(cluster, "get", "crd", "--output=name")
+    istio_crds = "awk '/[.]istio[.]io$/'"
+    label = kubectl(cluster, "label", "--overwrite", "app.kubernetes.io/managed-by=Helm")
+    annotate = kubectl(
+        cluster,
+        "annotate",
+        "--overwrite",
+        f"meta.helm.sh/release-name={release}",
+        f"meta.helm.sh/release-namespace={namespace}",
+    )
+    return (
+        f"set -eo pipefail; {listed} | {istio_crds} | xargs --no-run-if-empty {label}; "
+        f"{listed} | {istio_crds} | xargs --no-run-if-empty {annotate}"
+    )
+
+
 class ControlPlane(pulumi.ComponentResource):
     """istio-system, then CRDs -> base -> istiod (one per revision) -> revision tags -> gateways."""
 
@@ -109,7 +137,18 @@ class ControlPlane(pulumi.ComponentResource):
         # The CRDs always lead: the base chart is at the newest version any control plane runs.
         templated_crds = parse_version(istio.crd_version) >= FIRST_TEMPLATED_CRDS
         self.crds: Command | None = None
-        if not templated_crds:
+        if templated_crds:
+            adopt = crd_adopt_command(cluster, BASE_RELEASE, ISTIO_NAMESPACE)
+            self.crds = Command(
+                "istio-crds-adopt",
+                create=adopt,
+                # Again before each base upgrade: cheap, and it covers CRDs applied meanwhile by hand.
+                update=adopt,
+                triggers=[istio.crd_version],
+                timeout=COMMAND_TIMEOUT_SECONDS,
+                opts=after(self.namespace),
+            )
+        else:
             apply_crds = crd_apply_command(istio, cluster)
             self.crds = Command(
                 "istio-crds",
@@ -120,15 +159,16 @@ class ControlPlane(pulumi.ComponentResource):
                 opts=after(self.namespace),
             )
         self.base = k8s.helm.v3.Release(
-            "istio-base",
-            name="istio-base",
+            BASE_RELEASE,
+            name=BASE_RELEASE,
             **source("base"),
             version=istio.crd_version,
             namespace=namespace,
             values=base_values(istio),
             timeout=BASE_TIMEOUT_SECONDS,
             # Before 1.24 the CRDs are ours (above); from 1.24 the chart's templates adopt the CRDs an
-            # older install created, which Helm would otherwise refuse as owned by nobody.
+            # older install created: `istio-crds-adopt` marks them as this release's first, and
+            # `takeOwnership` does the same on providers that know it.
             skip_crds=None if templated_crds else True,
             take_ownership=True if templated_crds else None,
             # Deleting this release deletes Istio's CRDs and with them every VirtualService,

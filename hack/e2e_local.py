@@ -91,9 +91,12 @@ class Cluster:
 
 
 def merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`override` deep-merged into `base`; None removes a key."""
     result = copy.deepcopy(dict(base))
     for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
             result[key] = merged(result[key], value)
         else:
             result[key] = copy.deepcopy(value)
@@ -519,7 +522,7 @@ def crd_owner(cluster: Cluster, name: str) -> tuple[str | None, str | None]:
 # The gateway charts of 1.23.6 and 1.24.6 can't be installed by the provider's Helm (v3.18.6): its
 # JSON-schema validation refuses every value, the chart's own defaults included ("additional
 # properties ... not allowed"). The upgrade is about the CRDs, so it runs without gateways.
-UPGRADE = {"istio": {"profile": "minimal"}}
+UPGRADE = {"istio": {"profile": "minimal", "gateways": None}}
 
 
 def scenario_upgrade(results: Results, stacks: Stacks) -> None:

@@ -80,8 +80,8 @@ def test_the_dev_upgrade_shows_what_changes_inside_the_charts(capsys: pytest.Cap
     ) in run.out
     assert "    + CustomResourceDefinition trafficextensions.extensions.istio.io\n" in run.out
     *_, resources, objects = run.out.splitlines()
-    # The 4 Releases, the restart and the upgrade path.
-    assert resources.startswith("0 to create, 6 to update, 0 to delete, ")
+    # The 4 Releases, the restart, the upgrade path and the CRD adoption.
+    assert resources.startswith("0 to create, 7 to update, 0 to delete, ")
     assert objects == "objects of Helm releases: 1 to create, 42 to update, 0 to delete, 0 unchanged"
 
 
@@ -90,7 +90,7 @@ def test_the_json_diff_keeps_its_keys_and_adds_the_objects(capsys: pytest.Captur
     assert run.code == 0, run.err
     result = run.json()
     assert sorted(result) == ["create", "delete", "objects", "unchanged", "update"]
-    assert (result["create"], result["delete"], len(result["update"])) == ([], [], 6)
+    assert (result["create"], result["delete"], len(result["update"])) == ([], [], 7)
     objects = result["objects"]
     istiod = "urn:pulumi:dev::istio-mesh::istio-mesh:index:Mesh$istio-mesh:index:ControlPlane$kubernetes:helm.sh/v3:Release::istiod"
     assert {"release": istiod, "object": "Deployment istio-system/istiod", "paths": [

@@ -259,7 +259,7 @@ def test_gateways_follow_a_tag_and_restart_when_it_moves() -> None:
 def test_step_1_adds_the_canary_control_plane_and_moves_the_crds_first(canary: list[Graph]) -> None:
     assert _changes(canary[0], canary[1]) == {
         "create": ["Release istiod-1-30-3"],
-        "update": ["Release istio-base", "UpgradePath istio-upgrade-path"],
+        "update": ["Command istio-crds-adopt", "Release istio-base", "UpgradePath istio-upgrade-path"],
         "delete": [],
     }
     graph = canary[1]
@@ -451,3 +451,27 @@ def test_oci_repositories_name_the_chart_in_full_with_no_repository_options() ->
         "istiod",
         {"repo": "https://blob.istio.io/istio-release/charts"},
     )
+
+
+def test_from_1_24_existing_crds_are_marked_as_the_base_releases_first() -> None:
+    graph = build("prod")  # 1.30.3: the CRDs are templates of the base chart
+    adopt = graph.get(COMMAND, "istio-crds-adopt")
+    target = "kubectl --context prod-cluster"
+    script = (
+        f"set -eo pipefail; {target} get crd --output=name | awk '/[.]istio[.]io$/'"
+        f" | xargs --no-run-if-empty {target} label --overwrite app.kubernetes.io/managed-by=Helm;"
+        f" {target} get crd --output=name | awk '/[.]istio[.]io$/'"
+        f" | xargs --no-run-if-empty {target} annotate --overwrite meta.helm.sh/release-name=istio-base"
+        " meta.helm.sh/release-namespace=istio-system"
+    )
+    assert (adopt.inputs["create"], adopt.inputs["update"], adopt.inputs["triggers"]) == (
+        script,
+        script,
+        ["1.30.3"],
+    )
+    assert "delete" not in adopt.inputs
+    base = graph.release("istio-base")
+    assert graph.depends_on(base, adopt)
+    assert base.inputs["takeOwnership"] is True
+    # Before 1.24 the CRDs are applied instead, and nothing is adopted.
+    assert "istio-crds-adopt" not in build().names(COMMAND)
