@@ -86,17 +86,19 @@ def crd_adopt_command(cluster: ClusterConfig, release: str, namespace: str) -> s
     """
     listed = kubectl(cluster, "get", "crd", "--output=name")
     istio_crds = "awk '/[.]istio[.]io$/'"
-    label = kubectl(cluster, "label", "--overwrite", "app.kubernetes.io/managed-by=Helm")
+    # kubectl wants the resource before the label, so xargs puts each name in place of `{}`.
+    label = kubectl(cluster, "label", "--overwrite", "{}", "app.kubernetes.io/managed-by=Helm")
     annotate = kubectl(
         cluster,
         "annotate",
         "--overwrite",
+        "{}",
         f"meta.helm.sh/release-name={release}",
         f"meta.helm.sh/release-namespace={namespace}",
     )
     return (
-        f"set -eo pipefail; {listed} | {istio_crds} | xargs --no-run-if-empty {label}; "
-        f"{listed} | {istio_crds} | xargs --no-run-if-empty {annotate}"
+        f"set -eo pipefail; {listed} | {istio_crds} | xargs --no-run-if-empty --replace {label}; "
+        f"{listed} | {istio_crds} | xargs --no-run-if-empty --replace {annotate}"
     )
 
 

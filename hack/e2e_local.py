@@ -486,6 +486,8 @@ def compare_plans(results: Results, engine: Mapping[str, Any], mock: Mapping[str
                 wrong_inputs.append(
                     f"{urn.rsplit('::', 1)[-1]}.{key}: engine {str(got.get(key))[:120]} != meshplan {str(value)[:120]}"
                 )
+    kinds = sorted({w.split(":", 1)[0].split(".", 1)[1] for w in wrong_inputs})
+    print(f"    inputs that differ, by key: {kinds}", flush=True)
     results.check(
         "meshplan: every input the program sends, as the engine receives it",
         not wrong_inputs,
@@ -885,6 +887,7 @@ def main() -> int:
     os.environ.setdefault("PULUMI_SKIP_UPDATE_CHECK", "true")
     os.environ.setdefault("PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION", "true")
     results = Results()
+    started = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="istio-mesh-e2e-"))
     try:
         stacks = Stacks(cluster, os.environ["CHARTS"], scratch)
@@ -898,6 +901,7 @@ def main() -> int:
     finally:
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)
+    print(f"scenario took {time.monotonic() - started:.0f} s", flush=True)
     print(results.summary(), flush=True)
     return 1 if results.failed else 0
 

@@ -459,9 +459,11 @@ def test_from_1_24_existing_crds_are_marked_as_the_base_releases_first() -> None
     target = "kubectl --context prod-cluster"
     script = (
         f"set -eo pipefail; {target} get crd --output=name | awk '/[.]istio[.]io$/'"
-        f" | xargs --no-run-if-empty {target} label --overwrite app.kubernetes.io/managed-by=Helm;"
+        f" | xargs --no-run-if-empty --replace {target} label --overwrite '{{}}'"
+        " app.kubernetes.io/managed-by=Helm;"
         f" {target} get crd --output=name | awk '/[.]istio[.]io$/'"
-        f" | xargs --no-run-if-empty {target} annotate --overwrite meta.helm.sh/release-name=istio-base"
+        f" | xargs --no-run-if-empty --replace {target} annotate --overwrite '{{}}'"
+        " meta.helm.sh/release-name=istio-base"
         " meta.helm.sh/release-namespace=istio-system"
     )
     assert (adopt.inputs["create"], adopt.inputs["update"], adopt.inputs["triggers"]) == (
