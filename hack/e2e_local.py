@@ -500,6 +500,7 @@ def compare_plans(results: Results, engine: Mapping[str, Any], mock: Mapping[str
     # The engine's step inputs are the provider's checked inputs: each key the program sent must
     # arrive with the same value. Keys a provider's Check adds (defaults) are not the program's.
     wrong_inputs = []
+    wrong_keys: set[str] = set()
     for urn in common:
         sent = _comparable(mock[urn]["inputs"])
         got = _comparable(engine[urn]["inputs"] or {})
@@ -507,11 +508,11 @@ def compare_plans(results: Results, engine: Mapping[str, Any], mock: Mapping[str
             if key.startswith("__"):
                 continue
             if got.get(key) != value:
+                wrong_keys.add(f"{engine[urn]['type'].rsplit(':', 1)[-1]}.{key}")
                 wrong_inputs.append(
                     f"{urn.rsplit('::', 1)[-1]}.{key}: engine {str(got.get(key))[:120]} != meshplan {str(value)[:120]}"
                 )
-    kinds = sorted({w.split(":", 1)[0].split(".", 1)[1] for w in wrong_inputs})
-    print(f"    inputs that differ, by key: {kinds}", flush=True)
+    print(f"    inputs that differ, by type and key: {sorted(wrong_keys)}", flush=True)
     results.check(
         "meshplan: every input the program sends, as the engine receives it",
         not wrong_inputs,
@@ -840,7 +841,10 @@ def _scenario_faults(results: Results, stacks: Stacks, stack: auto.Stack) -> Non
         )
     with timed("7. faults: an up while the API server is down"):
         kwokctl = [os.path.join(os.environ.get("ISTIO_MESH_TOOLCHAIN_BIN", ""), "kwokctl")]
-        name = ["--name", os.environ.get("ISTIO_MESH_CLUSTER_NAME", "istio-mesh-e2e")]
+        # hack/cluster.sh keeps the cluster in $KWOK_WORKDIR/clusters/<name>/, beside its kubeconfig.
+        kubeconfig = Path(cluster.kubeconfig)
+        name = ["--name", kubeconfig.parent.name]
+        os.environ["KWOK_WORKDIR"] = str(kubeconfig.parents[2])
         # kwok's pods are Ready at once, so an `up` is over in seconds and a stop timed to land in
         # its middle lands before or after it. The API server is stopped first instead: the `up`
         # (a change that makes Helm upgrade istiod) must fail with the connection error, and after
