@@ -16,7 +16,6 @@ from typing import Any
 import pulumi
 import pulumi.dynamic
 
-PASSWORD_TYPE = "pulumi-python:dynamic/istio-mesh:GeneratedPassword"
 # 32 URL-safe characters: 192 bits.
 DEFAULT_BYTES = 24
 
@@ -40,7 +39,7 @@ class GeneratedPasswordProvider(pulumi.dynamic.ResourceProvider):
 
 
 class GeneratedPassword(pulumi.dynamic.Resource, module="istio-mesh", name="GeneratedPassword"):
-    """`result` is the password, a Pulumi secret."""
+    """`result` is the password, a Pulumi secret (type `pulumi-python:dynamic/istio-mesh:GeneratedPassword`)."""
 
     result: pulumi.Output[str]
 

@@ -32,8 +32,6 @@ import pulumi.dynamic
 from components.cluster import kubectl
 from components.config import ClusterConfig
 
-# The resource's type token: `pulumi-python:dynamic/istio-mesh:Command`.
-COMMAND_TYPE = "pulumi-python:dynamic/istio-mesh:Command"
 SCRIPTS = ("create", "update", "delete")
 # The inputs a diff looks at; the serialized provider (`__provider`) is not one of them, so a new
 # release of this module changes no resource.
@@ -94,7 +92,10 @@ def _recorded(props: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Command(pulumi.dynamic.Resource, module="istio-mesh", name="Command"):
-    """A script per phase, run by `CommandProvider`; an empty script does nothing."""
+    """A script per phase, run by `CommandProvider`; an empty script does nothing.
+
+    Its type token is `pulumi-python:dynamic/istio-mesh:Command`.
+    """
 
     def __init__(
         self,

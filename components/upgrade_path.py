@@ -18,7 +18,6 @@ import pulumi.dynamic
 
 from components.config import parse_version
 
-UPGRADE_PATH_TYPE = "pulumi-python:dynamic/istio-mesh:UpgradePath"
 MAX_MINOR_STEP = 2
 
 
@@ -60,7 +59,7 @@ class UpgradePathProvider(pulumi.dynamic.ResourceProvider):
 
 
 class UpgradePath(pulumi.dynamic.Resource, module="istio-mesh", name="UpgradePath"):
-    """The version the stack's CRDs are at, checked against the one in its state."""
+    """The CRDs' version, checked against the one in the stack's state (`...dynamic/istio-mesh:UpgradePath`)."""
 
     def __init__(
         self, name: str, *, version: str, allow_skip: bool, opts: pulumi.ResourceOptions | None = None
