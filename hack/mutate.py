@@ -105,6 +105,14 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "only guards against a mistake"
         ),
     },
+    "components/control_plane.py": {
+        "opts: pulumi.ResourceOptions | None = None, :: None  ->  'mutant'": _UNUSED_OPTS,
+        "assert revision is not None  # validated: revisions always have a default :: "
+        "delete: assert revision is not None": _NARROWING,
+        "assert revision is not None  # validated: revisions always have a default :: None  ->  'mutant'": (
+            _NARROWING
+        ),
+    },
     "components/injection.py": {
         "opts: pulumi.ResourceOptions | None = None, :: None  ->  'mutant'": _UNUSED_OPTS,
         "self.uninjects.append(uninject) :: delete: self.uninjects.append(uninject)": _UNREAD,
