@@ -316,7 +316,12 @@ def test_the_committed_lock_is_in_the_commands_own_format() -> None:
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_target_runs_the_command() -> None:
     shown = subprocess.run(
-        ["make", "-n", "addon-lock", "VERSION=1.31.1"], cwd=ROOT, check=True, capture_output=True, text=True
+        # --no-print-directory: under `make check` the nested make would add "Entering directory" lines.
+        ["make", "-n", "--no-print-directory", "addon-lock", "VERSION=1.31.1"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     assert shown.stdout.splitlines() == [".venv/bin/python -m components.addon_lock add 1.31.1"]
 
