@@ -175,6 +175,15 @@ class Stacks:
         stack_file.write_text(yaml.safe_dump(settings))
         return stack
 
+    @contextmanager
+    def deployed(self, results: Results, name: str, config: Mapping[str, Any]) -> Iterator[auto.Stack]:
+        """Stack `name` with `config`, destroyed when the block ends, however it ends."""
+        stack = self.stack(name, config)
+        try:
+            yield stack
+        finally:
+            self.cleanup(results, stack)
+
     def cleanup(self, results: Results, stack: auto.Stack) -> None:
         """Destroy what a scenario left, even after a failure, so the next one starts clean."""
         name = stack.name
@@ -330,11 +339,8 @@ def restarted_at(cluster: Cluster, kind: str, name: str) -> str | None:
 def scenario_dev(results: Results, stacks: Stacks) -> None:
     cluster = stacks.cluster
     cluster.kubectl("apply", "--filename=-", stdin=APPLICATION)
-    stack = stacks.stack("dev", stacks.config(ROOT / "Pulumi.dev.yaml"))
-    try:
+    with stacks.deployed(results, "dev", stacks.config(ROOT / "Pulumi.dev.yaml")) as stack:
         _scenario_dev(results, stacks, stack)
-    finally:
-        stacks.cleanup(results, stack)
 
 
 def _scenario_dev(results: Results, stacks: Stacks, stack: auto.Stack) -> None:
@@ -558,12 +564,11 @@ def scenario_upgrade(results: Results, stacks: Stacks) -> None:
     def config(version: str) -> dict[str, Any]:
         return stacks.config(ROOT / "Pulumi.dev.yaml", merged(UPGRADE, {"istio": {"version": version}}))
 
-    stack = stacks.stack("upgrade", config("1.23.6"))
-    try:
-        with timed("4. upgrade in place: 1.23.6 -> 1.24.6"):
-            _scenario_upgrade(results, stacks, stack, config)
-    finally:
-        stacks.cleanup(results, stack)
+    with (
+        stacks.deployed(results, "upgrade", config("1.23.6")) as stack,
+        timed("4. upgrade in place: 1.23.6 -> 1.24.6"),
+    ):
+        _scenario_upgrade(results, stacks, stack, config)
 
 
 def _scenario_upgrade(
@@ -796,12 +801,8 @@ def scenario_prod(results: Results, stacks: Stacks) -> None:
 
 
 def scenario_faults(results: Results, stacks: Stacks) -> None:
-    config = stacks.config(ROOT / "Pulumi.dev.yaml")
-    stack = stacks.stack("faults", config)
-    try:
+    with stacks.deployed(results, "faults", stacks.config(ROOT / "Pulumi.dev.yaml")) as stack:
         _scenario_faults(results, stacks, stack)
-    finally:
-        stacks.cleanup(results, stack)
 
 
 def _scenario_faults(results: Results, stacks: Stacks, stack: auto.Stack) -> None:
