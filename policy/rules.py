@@ -43,6 +43,11 @@ NAMESPACE = "kubernetes:core/v1:Namespace"
 SERVICE = "kubernetes:core/v1:Service"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 RELEASE = "kubernetes:helm.sh/v3:Release"
+# pulumi-kubernetes' Helm v4 Chart: a component whose chart, version and protect mean what a
+# Release's do (protect passes to every object it holds). Its objects are resources of their own,
+# judged as such: a gateway's Service among them, so its values' nodePorts are not read again.
+CHART_V4 = "kubernetes:helm.sh/v4:Chart"
+HELM_INSTALLS = frozenset({RELEASE, CHART_V4})
 # components/local_command.py: kubectl and helm scripts run as a Pulumi dynamic resource.
 COMMAND = "pulumi-python:dynamic/istio-mesh:Command"
 KUBERNETES_PROVIDER = "pulumi:providers:kubernetes"
@@ -176,6 +181,11 @@ def _of_type(resources: Resources, type_: str) -> Iterator[Resource]:
     return (r for r in resources if r.get("type") == type_)
 
 
+def _helm_installs(resources: Resources) -> Iterator[Resource]:
+    """The Helm Releases and v4 Charts: each installs one chart at one version."""
+    return (r for r in resources if r.get("type") in HELM_INSTALLS)
+
+
 def _urn(resource: Resource) -> str:
     return str(resource.get("urn") or "")
 
@@ -287,10 +297,10 @@ def context_for(resources: Resources, today: date) -> RuleContext:
 
 
 def exact_chart_versions(resources: Resources, context: RuleContext) -> list[Violation]:
-    """Every Helm release pins an exact `x.y.z` chart version, so a re-run never upgrades silently."""
+    """Every Helm release and v4 Chart pins an exact `x.y.z` chart version, so a re-run never upgrades silently."""
     rule = "exact-chart-versions"
     found: list[Violation] = []
-    for release in _of_type(resources, RELEASE):
+    for release in _helm_installs(resources):
         version = _inputs(release).get("version")
         if version == UNKNOWN:
             continue
@@ -376,10 +386,11 @@ def production_base_protected(resources: Resources, context: RuleContext) -> lis
     if not context.production:
         return []
     found: list[Violation] = []
-    for release in _of_type(resources, RELEASE):
+    for release in _helm_installs(resources):
         if _chart(release) == "base" and release.get("protect") is not True:
+            kind = "release" if release.get("type") == RELEASE else "Chart"
             message = (
-                f"base release {_name(release)} holds Istio's CRDs and has protect: false; "
+                f"base {kind} {_name(release)} holds Istio's CRDs and has protect: false; "
                 "production requires protect: true"
             )
             found.append(Violation(rule, _urn(release), message))
@@ -393,7 +404,7 @@ def istio_version_supported(resources: Resources, context: RuleContext) -> list[
     """
     rule = "istio-version-supported"
     found: list[Violation] = []
-    for release in _of_type(resources, RELEASE):
+    for release in _helm_installs(resources):
         version = _inputs(release).get("version")
         # A version that is not an exact pin is `exact-chart-versions`' violation, not this rule's.
         if _chart(release) not in ISTIO_CHARTS or not isinstance(version, str):
@@ -420,7 +431,7 @@ def istio_version_known(resources: Resources, context: RuleContext) -> list[Viol
     """
     rule = "istio-version-known"
     found: list[Violation] = []
-    for release in _of_type(resources, RELEASE):
+    for release in _helm_installs(resources):
         version = _inputs(release).get("version")
         if (
             _chart(release) not in ISTIO_CHARTS
@@ -646,7 +657,11 @@ def _call_problems(call: Sequence[str], context: RuleContext) -> Iterator[str]:
 # --- all together ---------------------------------------------------------------------------------
 
 RULES: tuple[Rule, ...] = (
-    Rule("exact-chart-versions", "Helm releases pin an exact x.y.z chart version.", exact_chart_versions),
+    Rule(
+        "exact-chart-versions",
+        "Helm releases and v4 Charts pin an exact x.y.z chart version.",
+        exact_chart_versions,
+    ),
     Rule(
         "node-ports-valid",
         f"nodePorts are in {NODE_PORT_MIN}-{NODE_PORT_MAX} and used once per stack.",
@@ -659,7 +674,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "production-base-protected",
-        "On production, the Istio base release (the CRDs) has protect: true.",
+        "On production, the Istio base release or v4 Chart (the CRDs) has protect: true.",
         production_base_protected,
     ),
     Rule(

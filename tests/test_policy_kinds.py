@@ -5,7 +5,8 @@ registers each object they hold as a resource of its own kind, with the componen
 the component itself reaches no cluster. So the rules judge the objects, never the component: a
 component has no provider of its own to blame, and the policy pack is not told that a resource is a
 component (the plan shape here leaves `custom` out, as the pack's adapter does). Each object below
-breaks exactly one rule, and each violation is stated in full.
+breaks exactly one rule, and each violation is stated in full. A v4 Chart's own chart, version and
+protect are judged as a Release's are (the tests at the end).
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ KUBERNETES_COMPONENTS = [
 
 @pytest.mark.parametrize("type_", KUBERNETES_COMPONENTS)
 def test_a_component_without_a_provider_is_no_violation(type_: str) -> None:
-    assert violations(stack(component(type_, "holder", {}))) == []
+    # An exact version, which a v4 Chart needs (below); the other components do not read it.
+    assert violations(stack(component(type_, "holder", {"version": "1.0.0"}))) == []
     assert type_ in COMPONENT_TYPES
 
 
@@ -178,3 +180,73 @@ def test_off_production_an_exposed_dashboard_of_a_chart_is_allowed() -> None:
     resources = stack(CHART_COMPONENT, kiali)
     resources[0]["inputs"]["metadata"]["labels"] = {"istio-mesh/environment": "development"}
     assert violations(resources) == []
+
+
+# A Helm v4 Chart installs one chart at one version, as a v3 Release does: the rules that read a
+# release's chart, version and protect read a v4 Chart's the same way (protect on a component passes
+# to every object it holds, the CRDs of `base` among them).
+
+
+def istio_chart(chart: str, version: str | None, **extra: Any) -> dict[str, Any]:
+    inputs: dict[str, Any] = {"chart": chart, "namespace": "istio-system"}
+    if version is not None:
+        inputs["version"] = version
+    return component(CHART, f"istio-{chart}", inputs) | extra
+
+
+@pytest.mark.parametrize(("version", "shown"), [("^1.28.0", '"^1.28.0"'), ("1.28", '"1.28"'), ("", '""')])
+def test_a_v4_chart_pins_an_exact_version(version: str, shown: str) -> None:
+    chart = istio_chart("istiod", version)
+    assert [str(v) for v in violations(stack(chart))] == [
+        f"exact-chart-versions: {chart['urn']}: chart istiod version {shown} is not an exact x.y.z version "
+        "(no ranges, ^, ~, *, x, pre-releases or empty)"
+    ]
+
+
+def test_a_v4_chart_without_a_version_installs_the_latest() -> None:
+    chart = istio_chart("istiod", None)
+    assert [str(v) for v in violations(stack(chart))] == [
+        f"exact-chart-versions: {chart['urn']}: chart istiod has no version; pin an exact x.y.z version"
+    ]
+
+
+def test_an_istio_v4_chart_out_of_support() -> None:
+    chart = istio_chart("istiod", "1.26.3")
+    assert [str(v) for v in violations(stack(chart))] == [
+        f"istio-version-supported: {chart['urn']}: Istio 1.26.3 (chart istiod) is out of support: 1.26 went "
+        "out of support on 2025-12-11 (six weeks after 1.28.0 of 2025-10-30); on 2026-01-15 use 1.27 or newer"
+    ]
+
+
+def test_an_istio_v4_chart_newer_than_the_support_table() -> None:
+    chart = istio_chart("gateway", "1.32.0")
+    assert [str(v) for v in violations(stack(chart))] == [
+        f"istio-version-known: {chart['urn']}: Istio 1.32.0 (chart gateway) is unknown to the support table: "
+        "1.32 is newer than 1.31, the newest minor of the support table (checked 2026-12-02); check upstream "
+        "(https://istio.io/latest/docs/releases/supported-releases/) and update policy/istio_releases.py"
+    ]
+
+
+def test_an_unprotected_v4_base_chart_on_production() -> None:
+    assert violations(stack(istio_chart("base", "1.28.2", protect=True))) == []
+    chart = istio_chart("base", "1.28.2")
+    assert [str(v) for v in violations(stack(chart))] == [
+        f"production-base-protected: {chart['urn']}: base Chart istio-base holds Istio's CRDs and has "
+        "protect: false; production requires protect: true"
+    ]
+    off_production = stack(chart)
+    off_production[0]["inputs"]["metadata"]["labels"] = {"istio-mesh/environment": "development"}
+    assert violations(off_production) == []
+
+
+def test_a_v4_gateway_charts_node_ports_are_judged_on_its_service_once() -> None:
+    """The chart's values ask for the nodePort its rendered Service (a resource of its own) holds."""
+    ports = [{"name": "http2", "port": 80, "nodePort": 31080}]
+    chart = istio_chart("gateway", "1.28.2")
+    chart["inputs"]["values"] = {"service": {"type": "NodePort", "ports": ports}}
+    gateway = service("istio-ingressgateway", "NodePort", ports, parent=chart["urn"])
+    assert violations(stack(chart, gateway)) == []
+    gateway["inputs"]["spec"]["ports"] = [{"name": "http2", "port": 80, "nodePort": 29999}]
+    assert [str(v) for v in violations(stack(chart, gateway))] == [
+        f"node-ports-valid: {gateway['urn']}: nodePort 29999 is outside 30000-32767"
+    ]
