@@ -73,7 +73,17 @@ COVERING_TESTS: dict[str, list[str]] = {
     ],
     "components/dashboards.py": ["tests/test_graph.py", "tests/test_hardening.py", "tests/test_config.py"],
     "components/config.py": ["tests/test_config.py", "tests/test_graph.py", "tests/test_revisions.py"],
-    "policy/rules.py": ["tests/test_policy_kinds.py", "tests/test_policy.py"],
+    "policy/rules.py": [
+        "tests/test_policy_cases.py",
+        "tests/test_policy_kinds.py",
+        "tests/test_policy.py",
+        "tests/test_istio_releases.py",
+    ],
+    "policy/istio_releases.py": [
+        "tests/test_istio_releases.py",
+        "tests/test_policy.py",
+        "tests/test_policy_cases.py",
+    ],
     "meshplan/diff.py": ["tests/test_diff_text.py", "tests/test_diff_plans.py", "tests/test_meshplan.py"],
 }
 
