@@ -51,12 +51,6 @@ PASSPHRASE = "istio-mesh-e2e"  # the local secrets provider of a throwaway backe
 # reason (also in README.md, "The real engine"). They are strict: one that passes fails the run,
 # so the entry goes as soon as the defect is fixed.
 KNOWN_FAILURES = {
-    "meshplan: every input the program sends, as the engine receives it": (
-        "meshplan shows the inputs the SDK sends; the engine records them after the provider's Check, "
-        "which drops a Release's `compat` and fills its repositoryOpts with empty strings; the "
-        "ConfigGroup's `objs` and some of its objects' metadata and Deployment specs differ too, "
-        "not analysed yet"
-    ),
     "prod: a NodePort Kiali is refused by the policy engine": (
         "under the real engine the pack's production-only rules do not fire for this preview, though "
         "`meshplan check` refuses the same stack; not diagnosed yet"
@@ -484,7 +478,7 @@ def _comparable(value: Any) -> Any:
     return value
 
 
-def compare_plans(results: Results, engine: Mapping[str, Any], mock: Mapping[str, Any]) -> None:
+def compare_plans(results: Results, env: str, engine: Mapping[str, Any], mock: Mapping[str, Any]) -> None:
     # The engine adds a default provider for resources the program gives none (the dynamic
     # resources' pulumi-python provider); meshplan plans what the program declares.
     defaults = sorted(
@@ -496,51 +490,58 @@ def compare_plans(results: Results, engine: Mapping[str, Any], mock: Mapping[str
     }
     mock_urns = {u for u, s in mock.items() if not s["type"].startswith("pulumi:pulumi:Stack")}
     results.check(
-        "meshplan: the same URNs as the real preview",
+        f"meshplan {env}: the same URNs as the real preview",
         engine_urns == mock_urns,
         f"only in the engine: {sorted(engine_urns - mock_urns)[:8]}; only in meshplan: {sorted(mock_urns - engine_urns)[:8]}",
     )
     common = sorted(engine_urns & mock_urns)
     wrong_types = [u for u in common if engine[u]["type"] != mock[u]["type"]]
-    results.check("meshplan: the same types", not wrong_types, str(wrong_types[:5]))
+    results.check(f"meshplan {env}: the same types", not wrong_types, str(wrong_types[:5]))
     wrong_parents = [u for u in common if (engine[u]["parent"] or None) != (mock[u]["parent"] or None)]
-    results.check("meshplan: the same parents", not wrong_parents, str(wrong_parents[:5]))
-    # The engine's step inputs are the provider's checked inputs: each key the program sent must
-    # arrive with the same value. Keys a provider's Check adds (defaults) are not the program's.
+    results.check(f"meshplan {env}: the same parents", not wrong_parents, str(wrong_parents[:5]))
+    # The engine's step inputs are the provider's checked inputs (meshplan/provider_check.py):
+    # meshplan must show the same, key for key. Keys the engine reserves (`__provider` of a dynamic
+    # resource, encrypted; a provider's `__internal`) are not the program's.
     wrong_inputs = []
     wrong_keys: set[str] = set()
     for urn in common:
         sent = _comparable(mock[urn]["inputs"])
         got = _comparable(engine[urn]["inputs"] or {})
-        for key, value in sent.items():
+        for key in sorted(set(sent) | set(got)):
             if key.startswith("__"):
                 continue
-            if got.get(key) != value:
+            if got.get(key, "<absent>") != sent.get(key, "<absent>"):
                 wrong_keys.add(f"{engine[urn]['type'].rsplit(':', 1)[-1]}.{key}")
                 wrong_inputs.append(
-                    f"{urn.rsplit('::', 1)[-1]}.{key}: engine {str(got.get(key))[:120]} != meshplan {str(value)[:120]}"
+                    f"{urn.rsplit('::', 1)[-1]}.{key}: engine {str(got.get(key, '<absent>'))[:120]} "
+                    f"!= meshplan {str(sent.get(key, '<absent>'))[:120]}"
                 )
     print(f"    inputs that differ, by type and key: {sorted(wrong_keys)}", flush=True)
     results.check(
-        "meshplan: every input the program sends, as the engine receives it",
+        f"meshplan {env}: the same inputs, as the engine records them",
         not wrong_inputs,
         "; ".join(wrong_inputs[:6]),
     )
 
 
 def scenario_meshplan(results: Results, stacks: Stacks) -> None:
-    with timed("3. meshplan show --json against the real pulumi preview"):
-        config = stacks.config(ROOT / "Pulumi.dev.yaml")
-        stack = stacks.stack("plan", config)
-        engine = attempt(results, "plan: pulumi preview", lambda: preview_steps(stack))
-        stack.workspace.remove_stack("plan")
-        if engine is None:
-            return
-        stack_file = stacks.scratch / "Pulumi.plan.yaml"
-        stack_file.write_text(yaml.safe_dump({"config": config}))
-        mock = attempt(results, "plan: meshplan show --json", lambda: meshplan_show(stack_file, config))
-        if mock is not None:
-            compare_plans(results, engine, mock)
+    for stack_file in (ROOT / "Pulumi.dev.yaml", ROOT / "Pulumi.prod.yaml"):
+        env = stack_file.stem.split(".")[-1]
+        with timed(f"3. meshplan show --json against the real pulumi preview: {env}"):
+            _compare_with_meshplan(results, stacks, env, stacks.config(stack_file))
+
+
+def _compare_with_meshplan(results: Results, stacks: Stacks, env: str, config: Mapping[str, Any]) -> None:
+    stack = stacks.stack("plan", config)
+    engine = attempt(results, f"plan {env}: pulumi preview", lambda: preview_steps(stack))
+    stack.workspace.remove_stack("plan")
+    if engine is None:
+        return
+    plan_file = stacks.scratch / "Pulumi.plan.yaml"
+    plan_file.write_text(yaml.safe_dump({"config": dict(config)}))
+    mock = attempt(results, f"plan {env}: meshplan show --json", lambda: meshplan_show(plan_file, config))
+    if mock is not None:
+        compare_plans(results, env, engine, mock)
 
 
 # --- 4. upgrade in place across the CRD boundary ------------------------------------------------

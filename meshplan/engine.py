@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from meshplan.provider_check import checked_inputs
+
 if TYPE_CHECKING:
     import concurrent.futures
 
@@ -366,6 +368,17 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
                 # Construct outputs, a yaml/v2 ConfigGroup's `resources`, are not read by the
                 # program).
                 response = resource_pb2.RegisterResourceResponse(urn=urn)
+            shown = checked_inputs(
+                request.type,
+                normalize(wire),
+                remote=bool(request.remote),
+                unknown=UNKNOWN,
+                secret=SECRET,
+                default_namespace=self._default_namespace(_strip_id(request.provider) or None),
+            )
+            if request.type.startswith("pulumi:providers:") and request.version:
+                # The engine records the plugin version the SDK asks for as the provider's input.
+                shown = {**shown, "version": request.version}
             registration = Registration(
                 urn=response.urn,
                 type=request.type,
@@ -380,7 +393,7 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
                 retain_on_delete=bool(request.retainOnDelete),
                 ignore_changes=tuple(request.ignoreChanges),
                 delete_before_replace=bool(request.deleteBeforeReplace),
-                inputs=normalize(wire),
+                inputs=shown,
                 wire=wire,
             )
             self.registrations.append(registration)
@@ -417,7 +430,10 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
             group that it needs, as the provider orders them. A v1 Secret's `data` and `stringData`
             are always secret.
             """
-            objects, shown = group.wire.get("objs"), group.inputs.get("objs")
+            # The engine records no inputs for the group (provider_check.py): the objects come
+            # from what the program sent.
+            objects = group.wire.get("objs")
+            shown = normalize(objects)
             if not isinstance(objects, list) or not isinstance(shown, list):
                 return []  # unknown or secret as a whole: the objects are not known before deploying
             prefix = group.wire.get("resourcePrefix") or group.name
@@ -427,7 +443,8 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
                 for obj, inputs in zip(objects, shown, strict=True)
                 if isinstance(obj, dict) and _SIG_KEY not in obj  # secret or unknown as a whole
             ]
-            _apply_default_namespace(known, self._default_namespace(group.provider))
+            default_namespace = self._default_namespace(group.provider)
+            _apply_default_namespace(known, default_namespace)
             urns: dict[tuple[str, str, str, str], str] = {}
             constructed = []
             for item in known:
@@ -449,7 +466,13 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
                         retain_on_delete=False,
                         ignore_changes=(),
                         delete_before_replace=False,
-                        inputs=item.inputs,
+                        inputs=checked_inputs(
+                            item.type,
+                            item.inputs,
+                            unknown=UNKNOWN,
+                            secret=SECRET,
+                            default_namespace=default_namespace,
+                        ),
                         wire=item.wire,
                     )
                 )

@@ -102,11 +102,7 @@ def key_inputs(resource: Mapping[str, Any]) -> list[str]:
         elif values:
             lines.append(f"values: {text(values)}")
     elif type_ == CONFIG_GROUP:
-        objects = inputs.get("objs")
-        if isinstance(objects, list):
-            lines.append(f"objects: {len(objects)}")  # each one is a resource of its own below
-        elif objects is not None:
-            lines.append(f"objs: {text(objects)}")
+        pass  # no inputs as the engine records them: its objects are resources of their own below
     elif is_command(type_):  # a dynamic resource's `__provider` (its pickled code) is never shown
         lines += [f"{key}: {text(inputs[key])}" for key in ("create", "update", "delete") if key in inputs]
         if inputs.get("triggers"):

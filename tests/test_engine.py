@@ -289,5 +289,13 @@ def test_show_loads_only_the_modules_it_uses() -> None:
     )
     loaded = done.stdout.splitlines()[-1]
     assert loaded == str(
-        ["meshplan", "meshplan.charts", "meshplan.cli", "meshplan.engine", "meshplan.show", "meshplan.stacks"]
+        [
+            "meshplan",
+            "meshplan.charts",
+            "meshplan.cli",
+            "meshplan.engine",
+            "meshplan.provider_check",
+            "meshplan.show",
+            "meshplan.stacks",
+        ]
     )

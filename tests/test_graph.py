@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from importlib.metadata import version
 from typing import Any
 
 import pytest
@@ -51,11 +52,13 @@ def test_one_explicit_provider_targets_the_stacks_context(dev: Graph) -> None:
     assert provider.name == "cluster"
     # Provider inputs travel as strings, as the engine hands them to the provider plugin.
     # ConfigMaps and Secrets are updated in place, never deleted and created again under their name.
+    # The engine records the plugin version the SDK asks for as an input too.
     assert provider.inputs == {
         "context": "kind-istio-dev",
         "enableServerSideApply": "true",
         "enableConfigMapMutable": "true",
         "enableSecretMutable": "true",
+        "version": version("pulumi_kubernetes"),
     }
     kubernetes = [r for r in dev.resources if r.type.startswith("kubernetes:")]
     assert len(kubernetes) > 20
@@ -115,7 +118,16 @@ def test_releases_are_pinned_to_the_stack_version(dev: Graph) -> None:
         assert inputs["name"] == name  # an explicit release name: no random suffix
         assert inputs["version"] == "1.20.8"
         assert inputs["namespace"] == "istio-system"
-        assert inputs["repositoryOpts"] == {"repo": CHARTS}
+        # As the provider's Check records it: every field of RepositoryOpts, empty unless set.
+        assert inputs["repositoryOpts"] == {
+            "repo": CHARTS,
+            "caFile": "",
+            "certFile": "",
+            "keyFile": "",
+            "password": "",
+            "username": "",
+        }
+        assert "compat" not in inputs  # sent by the SDK, unknown to the provider's Release
     assert releases["istio-base"]["values"] == {"defaultRevision": "default"}
     assert releases["istio-base"]["timeout"] == 300
     assert releases["istiod"]["timeout"] == 600
@@ -164,8 +176,10 @@ def test_each_addon_object_is_a_resource_of_its_own_kind_in_its_group(dev: Graph
         ("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "kiali:kiali"),
         ("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", "kiali:kiali"),
     ]
-    # The group carries the objects as the manifest has them, dashboards applied, in manifest order.
-    assert [o["kind"] for o in kiali.inputs["objs"]] == [r.inputs["kind"] for r in dev.children(kiali)]
+    # The program sends the objects as the manifest has them, dashboards applied, in manifest
+    # order; the engine records no inputs for the group, which the provider constructs.
+    assert [o["kind"] for o in kiali.raw_inputs["objs"]] == [r.inputs["kind"] for r in dev.children(kiali)]
+    assert kiali.inputs == {}
 
 
 def test_demo_profile_is_spelled_out_for_1_20_charts(dev: Graph) -> None:

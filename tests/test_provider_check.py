@@ -1,0 +1,272 @@
+"""meshplan's model of the kubernetes provider's Check: the inputs the engine records.
+
+The expected values are what the real provider (v4.25.0) recorded in `pulumi preview` on the local
+cluster (hack/e2e_local.py, scenario "meshplan"), and what k8s.io/apimachinery v0.33.3's
+`Quantity.String()` prints for each quantity (checked with a Go program against that module).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from meshplan.engine import SECRET, UNKNOWN
+from meshplan.provider_check import canonical_quantity, checked_inputs
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+
+
+def check(type_: str, inputs: dict[str, Any], **options: Any) -> dict[str, Any]:
+    return checked_inputs(type_, inputs, unknown=UNKNOWN, secret=SECRET, **options)
+
+
+RELEASE_ZEROS = {
+    "allowNullValues": False,
+    "atomic": False,
+    "cleanupOnFail": False,
+    "createNamespace": False,
+    "dependencyUpdate": False,
+    "description": "",
+    "devel": False,
+    "disableCRDHooks": False,
+    "disableOpenapiValidation": False,
+    "disableWebhooks": False,
+    "forceUpdate": False,
+    "keyring": "",
+    "lint": False,
+    "postrender": "",
+    "recreatePods": False,
+    "renderSubchartNotes": False,
+    "replace": False,
+    "resetValues": False,
+    "reuseValues": False,
+    "skipAwait": False,
+    "skipCrds": False,
+    "verify": False,
+    "waitForJobs": False,
+}
+
+
+def test_a_release_comes_back_as_the_providers_struct_without_compat() -> None:
+    sent = {
+        "chart": "istiod",
+        "compat": "true",
+        "name": "istiod",
+        "namespace": "istio-system",
+        "repositoryOpts": {"repo": "http://127.0.0.1:8879"},
+        "timeout": 600,
+        "values": {"pilot": {"autoscaleEnabled": False}},
+        "version": "1.20.8",
+    }
+    assert check(RELEASE, sent) == {
+        **RELEASE_ZEROS,
+        "chart": "istiod",
+        "name": "istiod",
+        "namespace": "istio-system",
+        "repositoryOpts": {
+            "caFile": "",
+            "certFile": "",
+            "keyFile": "",
+            "password": "",
+            "repo": "http://127.0.0.1:8879",
+            "username": "",
+        },
+        "timeout": 600,
+        "values": {"pilot": {"autoscaleEnabled": False}},
+        "version": "1.20.8",
+    }
+
+
+def test_a_release_gets_the_providers_defaults_for_what_the_program_left_out() -> None:
+    checked = check(RELEASE, {"chart": "oci://ghcr.io/istio/release/charts/base"}, default_namespace="apps")
+    assert checked == {
+        **RELEASE_ZEROS,
+        "chart": "oci://ghcr.io/istio/release/charts/base",
+        "name": "",
+        "namespace": "apps",
+        "timeout": 300,
+        "values": {},
+        "version": "",
+    }
+    assert "repositoryOpts" not in checked  # a nil pointer stays out
+    # With skipAwait, no default timeout.
+    assert "timeout" not in check(RELEASE, {"chart": "base", "skipAwait": True})
+
+
+def test_a_built_in_object_drops_empty_omitempty_fields_unknown_fields_and_read_only_metadata() -> None:
+    sent = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "prometheus", "annotations": {}, "creationTimestamp": None, "uid": "x"},
+        "spec": {
+            "replicas": 0,  # *int32: set, so kept
+            "strategy": {"rollingUpdate": None, "type": "Recreate"},
+            "notAField": 1,
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "server",
+                            "readinessProbe": {"initialDelaySeconds": 0, "periodSeconds": 5},
+                            "volumeMounts": [{"name": "data", "mountPath": "/data", "subPath": ""}],
+                            "resources": {},  # a struct: never empty
+                            "securityContext": {"privileged": False},  # *bool: set, so kept
+                            "stdin": False,  # bool: empty
+                        }
+                    ],
+                    "volumes": [{"name": "data", "emptyDir": {}}],  # a set pointer: kept
+                }
+            },
+        },
+    }
+    assert check(DEPLOYMENT, sent) == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "prometheus"},
+        "spec": {
+            "replicas": 0,
+            "strategy": {"type": "Recreate"},
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "server",
+                            "readinessProbe": {"periodSeconds": 5},
+                            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                            "resources": {},
+                            "securityContext": {"privileged": False},
+                        }
+                    ],
+                    "volumes": [{"name": "data", "emptyDir": {}}],
+                }
+            },
+        },
+    }
+
+
+def test_quantities_take_their_canonical_form() -> None:
+    sent = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p"},
+        "spec": {
+            "containers": [{"name": "c", "resources": {"requests": {"cpu": "0.1", "memory": "1024Mi"}}}]
+        },
+    }
+    checked = check("kubernetes:core/v1:Pod", sent)
+    assert checked["spec"]["containers"][0]["resources"] == {"requests": {"cpu": "100m", "memory": "1Gi"}}
+
+
+@pytest.mark.parametrize(
+    ("written", "canonical"),
+    [
+        ("0.1", "100m"),
+        ("1000m", "1"),
+        ("2000", "2k"),
+        ("-2000", "-2k"),
+        ("1500", "1500"),
+        ("1.25k", "1250"),
+        ("1.5", "1500m"),
+        ("0.0000000001", "1n"),
+        ("123456789", "123456789"),
+        ("1024Mi", "1Gi"),
+        ("2048Ki", "2Mi"),
+        ("1.5Gi", "1536Mi"),
+        ("0.5Ki", "512"),
+        ("1536", "1536"),
+        ("100Mi", "100Mi"),
+        ("1e3", "1e3"),
+        ("12e6", "12e6"),
+        ("1E", "1E"),
+        ("0Mi", "0"),
+        (2, "2"),
+    ],
+)
+def test_canonical_quantity_agrees_with_apimachinery(written: Any, canonical: str) -> None:
+    assert canonical_quantity(written) == canonical
+
+
+def test_an_object_that_does_not_fit_its_type_is_kept_as_sent() -> None:
+    sent = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "s"},
+        "spec": {"ports": "80", "type": ""},
+    }
+    assert check("kubernetes:core/v1:Service", sent) == sent
+
+
+def test_unknown_values_leave_the_object_unconverted_but_read_only_metadata_goes() -> None:
+    sent = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": UNKNOWN, "annotations": {}, "creationTimestamp": "2026-01-01T00:00:00Z"},
+    }
+    assert check("kubernetes:core/v1:Namespace", sent) == {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": UNKNOWN, "annotations": {}},
+    }
+
+
+def test_a_secrets_string_data_moves_into_data_unless_it_is_secret() -> None:
+    sent = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": "v"}}
+    assert check("kubernetes:core/v1:Secret", sent) == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s"},
+        "data": {"k": "dg=="},
+    }
+    secret = {**sent, "stringData": {"k": SECRET}}
+    assert check("kubernetes:core/v1:Secret", secret) == secret
+
+
+def test_a_crd_loses_its_status_and_a_false_preserve_unknown_fields() -> None:
+    sent = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gateways.networking.istio.io"},
+        "spec": {"group": "networking.istio.io", "preserveUnknownFields": False},
+        "status": {"acceptedNames": {}},
+    }
+    assert check("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition", sent) == {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gateways.networking.istio.io"},
+        "spec": {"group": "networking.istio.io"},
+    }
+
+
+def test_a_custom_resource_is_not_converted() -> None:
+    sent = {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "PeerAuthentication",
+        "metadata": {"name": "default", "namespace": "istio-system", "labels": {}},
+        "spec": {"mtls": {"mode": ""}},
+    }
+    assert check("kubernetes:security.istio.io/v1:PeerAuthentication", sent) == sent
+
+
+def test_a_constructed_component_has_no_inputs() -> None:
+    objs = {"objs": [{"apiVersion": "v1", "kind": "ConfigMap"}]}
+    assert check("kubernetes:yaml/v2:ConfigGroup", objs, remote=True) == {}
+
+
+def test_a_dynamic_resource_lifts_a_nested_secret_to_its_property() -> None:
+    sent = {"triggers": ["82c5a7f9", SECRET], "create": "kubectl version", "env": {"A": "1"}}
+    assert check("pulumi-python:dynamic/istio-mesh:Command", sent) == {
+        "triggers": SECRET,
+        "create": "kubectl version",
+        "env": {"A": "1"},
+    }
+
+
+def test_nulls_are_skipped_in_maps_before_anything_else() -> None:
+    sent = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": None}, "data": None}
+    assert check("kubernetes:core/v1:ConfigMap", sent) == {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "c"},
+    }
