@@ -12,7 +12,13 @@ import pulumi_kubernetes as k8s
 from components.cluster import kubectl
 from components.config import ISTIO_NAMESPACE, ClusterConfig, IstioConfig, parse_version
 from components.local_command import Command, restart_workloads
-from components.revision_tags import DEFAULT_TAG, tag_webhook, webhook_name
+from components.revision_tags import (
+    DEFAULT_TAG,
+    copy_ca_bundle_command,
+    legacy_injector_command,
+    tag_webhook,
+    webhook_name,
+)
 from components.upgrade_path import UpgradePath
 from components.values import base_values, gateway_values, gateway_version, istiod_values
 
@@ -201,6 +207,9 @@ class ControlPlane(pulumi.ComponentResource):
         tags = dict(istio.tags)
         if istio.default_revision:
             tags[DEFAULT_TAG] = istio.default_revision
+        # Each tag's webhook gets its revision's caBundle copied in before anything admits pods through
+        # it (components/revision_tags.py); again when the tag moves to another revision.
+        self.tag_bundles: dict[str, Command] = {}
         for tag, revision_name in sorted(tags.items()):
             webhook = tag_webhook(tag, revision_name)
             self.tags[tag] = k8s.admissionregistration.v1.MutatingWebhookConfiguration(
@@ -208,6 +217,38 @@ class ControlPlane(pulumi.ComponentResource):
                 metadata=webhook["metadata"],
                 webhooks=webhook["webhooks"],
                 opts=after(self.istiods[revision_name]),
+            )
+            copy_bundle = copy_ca_bundle_command(cluster, tag, revision_name)
+            self.tag_bundles[tag] = Command(
+                f"{webhook_name(tag)}-ca-bundle",
+                create=copy_bundle,
+                update=copy_bundle,
+                triggers=[revision_name],
+                timeout=COMMAND_TIMEOUT_SECONDS,
+                opts=after(self.tags[tag]),
+            )
+
+        # A stack that moves from an unrevisioned istiod to revisions keeps the old `istiod` release
+        # until the end of that `up` (Pulumi deletes what left the program after every create and
+        # update), and its injector matches the same pods as the default tag. The API server calls
+        # mutating webhook configurations in the order of their names (k8s.io/apiserver
+        # `pkg/admission/configuration/mutating_webhook_manager.go`), so the old
+        # `istio-sidecar-injector` comes after `istio-revision-tag-default` and re-injects the pod
+        # (istio/istio `pkg/kube/inject/inject.go`, `stripPod`): the restart in that `up` would give
+        # every pod the old proxy, whose istiod is deleted moments later. So, as `istioctl tag set
+        # default` does, the old injector is switched off once the default tag can admit pods, and
+        # everything the default tag injects waits for that. It patches only the selectors of an
+        # object the old release owns and deletes with it; on a fresh stack there is none, and it
+        # does nothing. Deleted (the stack goes back to a single istiod, or a destroy), it turns the
+        # old injector back on, if it is still there.
+        self.legacy_injector: Command | None = None
+        if istio.default_revision:
+            self.legacy_injector = Command(
+                "legacy-injector-deactivate",
+                create=legacy_injector_command(cluster, active=False),
+                delete=legacy_injector_command(cluster, active=True),
+                timeout=COMMAND_TIMEOUT_SECONDS,
+                opts=after(self.tag_bundles[DEFAULT_TAG]),
             )
 
         # Gateway pods are injected by istiod's webhook, so they wait for the one that injects them.
@@ -277,9 +318,14 @@ class ControlPlane(pulumi.ComponentResource):
         return self.istiods[self._default_istiod]
 
     def injector(self, target: str | None) -> pulumi.Resource:
-        """What must exist before pods that `target` (a tag, a revision, or None: the default) injects."""
+        """What must exist before pods that `target` (a tag, a revision, or None: the default) injects.
+
+        For a tag: its webhook with its caBundle; for the default tag, also the old unrevisioned
+        injector switched off.
+        """
         if not self._istio.revisioned:
             return self.istiods[""]
-        if target is None:
-            return self.tags[DEFAULT_TAG]
-        return self.tags[target] if target in self.tags else self.istiods[target]
+        if target is None or target == DEFAULT_TAG:
+            assert self.legacy_injector is not None  # validated: revisions always have a default
+            return self.legacy_injector
+        return self.tag_bundles[target] if target in self.tag_bundles else self.istiods[target]

@@ -269,7 +269,10 @@ def test_step_1_adds_the_canary_control_plane_and_moves_the_crds_first(canary: l
 
 def test_step_2_adds_the_canary_tag_and_moves_only_shop(canary: list[Graph]) -> None:
     assert _changes(canary[1], canary[2]) == {
-        "create": ["MutatingWebhookConfiguration istio-revision-tag-prod-canary"],
+        "create": [
+            "Command istio-revision-tag-prod-canary-ca-bundle",
+            "MutatingWebhookConfiguration istio-revision-tag-prod-canary",
+        ],
         "update": ["Command shop-restart", "NamespacePatch shop-injection"],
         "delete": [],
     }
@@ -279,7 +282,11 @@ def test_step_3_moves_the_stable_tag_in_place(canary: list[Graph]) -> None:
     before, after = canary[2], canary[3]
     assert _changes(before, after) == {
         "create": [],
-        "update": ["Command default-restart", "MutatingWebhookConfiguration istio-revision-tag-prod-stable"],
+        "update": [
+            "Command default-restart",
+            "Command istio-revision-tag-prod-stable-ca-bundle",
+            "MutatingWebhookConfiguration istio-revision-tag-prod-stable",
+        ],
         "delete": [],
     }
     old_tag = before.get(WEBHOOK, "istio-revision-tag-prod-stable")
@@ -302,6 +309,7 @@ def test_step_4_retires_the_old_revision(canary: list[Graph]) -> None:
         "create": [],
         "update": [
             "Command istio-ingressgateway-restart",
+            "Command istio-revision-tag-default-ca-bundle",
             "MutatingWebhookConfiguration istio-revision-tag-default",
             "Release istio-base",
             "Release istio-ingressgateway",
