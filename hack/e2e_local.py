@@ -50,12 +50,7 @@ PASSPHRASE = "istio-mesh-e2e"  # the local secrets provider of a throwaway backe
 # Checks that fail today for a defect found by this scenario and not fixed yet, each with the
 # reason (also in README.md, "The real engine"). They are strict: one that passes fails the run,
 # so the entry goes as soon as the defect is fixed.
-KNOWN_FAILURES = {
-    "prod: a NodePort Kiali is refused by the policy engine": (
-        "under the real engine the pack's production-only rules do not fire for this preview, though "
-        "`meshplan check` refuses the same stack; not diagnosed yet"
-    ),
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 @dataclass
@@ -792,7 +787,10 @@ def scenario_prod(results: Results, stacks: Stacks) -> None:
             refused, detail = False, "the preview passed"
         except auto.CommandError as error:
             text = "\n".join(output) + str(error)
-            refused = "mandatory" in text and "internal-dashboards" in text
+            # The rule's id, as the CLI prints a mandatory violation, and its message.
+            refused = "[mandatory]  production-dashboards-internal" in text and (
+                "dashboard Service istio-system/kiali has type NodePort" in text
+            )
             detail = text[-600:]
         results.check("prod: a NodePort Kiali is refused by the policy engine", refused, detail)
         stack.workspace.remove_stack("prod")
