@@ -539,9 +539,10 @@ def explicit_provider(resources: Resources, context: RuleContext) -> list[Violat
 def _split_commands(script: str) -> list[list[str]]:
     """A shell script as its simple commands (token lists), split at `&&`, `||`, `;`, `|`, `&`, newlines.
 
+    A backslash-newline is removed, as the shell removes it: `--context=kind-\\<newline>prod` is one word.
     Raises ValueError (from shlex) on unbalanced quotes.
     """
-    lexer = shlex.shlex(script.replace("\\\n", " "), posix=True, punctuation_chars=_OPERATOR_CHARS)
+    lexer = shlex.shlex(script.replace("\\\n", ""), posix=True, punctuation_chars=_OPERATOR_CHARS)
     lexer.whitespace = " \t\r"  # newlines separate commands, so they must reach us as operators
     lexer.whitespace_split = True
     commands: list[list[str]] = [[]]

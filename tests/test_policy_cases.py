@@ -188,6 +188,34 @@ def test_only_commands_are_read() -> None:
     assert lines(plan) == []
 
 
+def test_a_backslash_newline_joins_the_words_around_it_as_the_shell_does() -> None:
+    assert lines(restart_with(f"kubectl {TARGET} \\\n  get ns \\\n--output name")) == []
+    call = f"kubectl --context=kind-other --kubeconfig {KUBECONFIG} get ns"
+    assert lines(restart_with(f"kubectl --context=kind-\\\nother --kubeconfig {KUBECONFIG} get ns")) == [
+        f"commands-name-cluster: {RESTART_URN}: create: kubectl call `{call}` uses --context kind-other; "
+        f"expected --context {CONTEXT}"
+    ]
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        "arn:aws:eks:eu-west-1:123456789012:cluster/prod",
+        "admin@prod",
+        "gke_project_europe-west1_prod",
+        "a,b+c%d",
+    ],
+)
+def test_a_context_is_one_word_whatever_characters_it_holds(context: str) -> None:
+    """EKS names contexts by ARN, kubeadm `user@cluster`: each is one shell word, compared whole."""
+    plan = good_plan()
+    find(plan, "cluster")["inputs"]["context"] = context
+    find(plan, "restart-default")["inputs"]["create"] = (
+        f"kubectl --context {context} --kubeconfig {KUBECONFIG} get ns"
+    )
+    assert lines(plan) == []
+
+
 # --- commands-name-cluster: the flags ----------------------------------------------------------------
 
 
