@@ -172,3 +172,61 @@ def test_the_tables_agree() -> None:
     assert FIRST_RELEASES["1.31"] == date(2026, 8, 20)
     assert (NEWEST_PATCHES["1.30"], NEWEST_PATCHES["1.31"]) == (5, 1)
     assert max(FIRST_RELEASES.values()) <= TABLE_CHECKED
+
+
+# Each minor's end of support and why, as the version rule says it: six weeks (42 days) after the
+# x.y.0 tag of minor N+2, or the end of life upstream announced.
+ENDS = {
+    "1.20": ("2024-06-21", "six weeks after 1.22.0 of 2024-05-10"),
+    "1.21": ("2024-09-22", "six weeks after 1.23.0 of 2024-08-11"),
+    "1.22": ("2024-12-17", "six weeks after 1.24.0 of 2024-11-05"),
+    "1.23": ("2025-04-08", "six weeks after 1.25.0 of 2025-02-25"),
+    "1.24": ("2025-06-17", "six weeks after 1.26.0 of 2025-05-06"),
+    "1.25": ("2025-09-19", "six weeks after 1.27.0 of 2025-08-08"),
+    "1.26": ("2025-12-11", "six weeks after 1.28.0 of 2025-10-30"),
+    "1.27": ("2026-03-24", "six weeks after 1.29.0 of 2026-02-10"),
+    "1.28": ("2026-06-26", "six weeks after 1.30.0 of 2026-05-15"),
+    "1.29": ("2026-10-15", "its announced end of life"),
+}
+
+
+@pytest.mark.parametrize(("minor", "end", "why"), [(m, e, w) for m, (e, w) in ENDS.items()])
+def test_each_minors_end_of_support(minor: str, end: str, why: str) -> None:
+    eol = date.fromisoformat(end)
+    assert end_of_support(minor) == eol
+    assert (
+        support_status(f"{minor}.0", eol - timedelta(days=1)).reason
+        == f"{minor} is supported until {end} ({why})"
+    )
+    assert support_status(f"{minor}.0", eol).reason == f"{minor} went out of support on {end} ({why})"
+
+
+def test_the_minors_without_a_known_end_are_the_newest_two() -> None:
+    assert [minor for minor in FIRST_RELEASES if end_of_support(minor) is None] == ["1.30", "1.31"]
+    assert set(ENDS) | {"1.30", "1.31"} == set(FIRST_RELEASES)
+
+
+# The newest patch of each minor (the istio/istio tags as of 2026-12-02): known, and the next one not.
+NEWEST = {
+    "1.20": 8,
+    "1.21": 6,
+    "1.22": 8,
+    "1.23": 6,
+    "1.24": 6,
+    "1.25": 5,
+    "1.26": 8,
+    "1.27": 9,
+    "1.28": 10,
+    "1.29": 6,
+    "1.30": 5,
+    "1.31": 1,
+}
+
+
+@pytest.mark.parametrize(("minor", "patch"), NEWEST.items())
+def test_each_minors_newest_patch_is_known_and_the_next_is_not(minor: str, patch: int) -> None:
+    assert unknown_reason(f"{minor}.{patch}", DAY) is None
+    assert unknown_reason(f"{minor}.{patch + 1}", DAY) == (
+        f"{minor}.{patch + 1} is newer than {minor}.{patch}, the newest {minor} patch of the support table "
+        "(checked 2026-12-02)"
+    )
