@@ -22,6 +22,8 @@ mesh = Mesh(
     config,
     addon_objects,
     grafana_admin_password=secret_value("grafanaAdminPassword"),
+    # Unset (or empty): the stack generates Kiali's key once (components/mesh.py).
+    kiali_signing_key=secret_value("kialiSigningKey") if config.kiali_signing_key else None,
     opts=pulumi.ResourceOptions(providers=[provider]),
 )
 for name, value in mesh.outputs.items():

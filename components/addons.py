@@ -21,7 +21,7 @@ import pulumi_kubernetes as k8s
 from components.addon_source import AddonSourceError, load_addon
 from components.config import ISTIO_NAMESPACE, MeshConfig
 from components.dashboards import DashboardError, expose
-from components.hardening import HardeningError, grafana_login, kiali_auth
+from components.hardening import HardeningError, grafana_login, kiali_auth, kiali_signing_key
 
 ObjectKey = tuple[str, str, str, str]
 
@@ -175,6 +175,7 @@ def prepare_addons(
         try:
             if addon == "kiali":
                 objects = kiali_auth(objects, config.dashboard("kiali").auth or "token")
+                objects = kiali_signing_key(objects)
             if addon == "grafana" and config.dashboard("grafana").auth == "password":
                 objects = grafana_login(objects)
         except HardeningError as error:

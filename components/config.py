@@ -7,6 +7,7 @@ single `pulumi.RunError`, so a user never sees a Python stack trace for a config
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ TOP_LEVEL_KEYS = (
     "environment",
     "security",
     "grafanaAdminPassword",
+    "kialiSigningKey",
 )
 
 PROFILES = ("default", "demo", "minimal")
@@ -60,7 +62,23 @@ RETIRED_CHART_REPOSITORIES = (
 FIRST_VERSION_NOT_ON_RETIRED_REPOSITORIES = (1, 31, 0)
 DEFAULT_ADDON_SOURCE = UPSTREAM_ADDON_SOURCE
 DEFAULT_ADDONS = ("prometheus", "grafana", "jaeger", "kiali")
-SECRET_KEYS = ("grafanaAdminPassword",)
+SECRET_KEYS = ("grafanaAdminPassword", "kialiSigningKey")
+
+# Kiali encrypts its login sessions with AES under `login_token.signing_key` and, for every strategy
+# but anonymous, refuses to start unless the key is 16, 24 or 32 bytes long (kiali/kiali:
+# `ValidateSigningKey` in config/token.go of v1.76, Istio 1.20's addon; `validateSigningKey` in
+# config/config.go from v1.87 to v2.26, Istio 1.30's).
+# Kiali reads the key from /kiali-override-secrets/login-token-signing-key/value.txt when that file
+# exists: up to v2.0 as the file's bytes exactly, from v2.21 with surrounding whitespace trimmed, so
+# a key with surrounding whitespace would not be the same key on every version and is refused.
+KIALI_SIGNING_KEY_LENGTHS = (16, 24, 32)
+KIALI_SIGNING_KEY_ALLOWED = (
+    "expected a Pulumi secret of exactly 16, 24 or 32 bytes without surrounding whitespace (Kiali's "
+    "login_token.signing_key, an AES key); leave it unset and the stack generates one"
+)
+# meshplan renders plans offline, where a stack file's `secure:` values cannot be decrypted: it hands
+# the program this mask instead (meshplan/stacks.py). Its length says nothing about the real value.
+OFFLINE_SECRET_MASK = "[secret]"
 
 # Which gateways each profile brings when the stack does not list them. Helm profiles never create
 # gateways themselves (https://istio.io/latest/docs/setup/install/helm/), so they are our releases.
@@ -89,6 +107,37 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 def _is_dns_label(value: Any) -> bool:
     """A Kubernetes DNS-1123 label: namespace, revision and tag names."""
     return isinstance(value, str) and len(value) <= 63 and bool(_DNS_LABEL.match(value))
+
+
+@dataclass(frozen=True)
+class SecretShape:
+    """What validation may know of a secret config value: its type and length, never its text.
+
+    Its repr is what an error shows, so a config error names the problem and not the secret.
+    """
+
+    kind: str  # "string", "mapping" or "list"; "unknown" when the text is meshplan's offline mask
+    length: int = 0  # UTF-8 bytes of a string
+    padded: bool = False  # a string with leading or trailing whitespace
+
+    @classmethod
+    def of(cls, text: str) -> SecretShape:
+        """The shape of a config value as Pulumi hands it to the program: a string, JSON for objects."""
+        if text == OFFLINE_SECRET_MASK:
+            return cls("unknown")
+        try:
+            structured = json.loads(text)
+        except ValueError:
+            structured = None
+        if isinstance(structured, dict | list):
+            return cls("mapping" if isinstance(structured, dict) else "list")
+        return cls("string", len(text.encode()), text != text.strip())
+
+    def __repr__(self) -> str:
+        if self.kind != "string":
+            return f"[secret] (a {self.kind})" if self.kind in ("mapping", "list") else "[secret]"
+        padding = ", with surrounding whitespace" if self.padded else ""
+        return f"[secret] ({self.length} bytes{padding})"
 
 
 class ConfigError(Exception):
@@ -229,6 +278,7 @@ class MeshConfig:
     environment: str = "development"
     mtls: str | None = None  # STRICT | PERMISSIVE: a mesh-wide PeerAuthentication
     grafana_admin_password: bool = False  # set as a Pulumi secret; the value never enters MeshConfig
+    kiali_signing_key: bool = False  # likewise: set, else generated (components/generated_password.py)
 
     @property
     def production(self) -> bool:
@@ -373,6 +423,7 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path) -> MeshConfig:
     password_set = raw.get("grafanaAdminPassword") not in (None, "")
     # Without one, the stack generates Grafana's admin password once and keeps it as a Pulumi secret
     # (components/generated_password.py), so every stack previews and deploys with no manual step.
+    kiali_key_set = _check_kiali_signing_key(problems, raw.get("kialiSigningKey"))
     if problems.items or cluster is None or istio is None:
         raise ConfigError(problems.items)
     return MeshConfig(
@@ -385,7 +436,26 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path) -> MeshConfig:
         environment=environment,
         mtls=mtls,
         grafana_admin_password=password_set,
+        kiali_signing_key=kiali_key_set,
     )
+
+
+def _check_kiali_signing_key(problems: _Problems, value: Any) -> bool:
+    """Whether the stack sets Kiali's signing key, after checking it is one Kiali accepts.
+
+    `value` is the key's SecretShape (`load_config` never hands over the text), or a string, whose
+    shape is taken here. Checked for every auth strategy: the key is there for the day the stack
+    turns token login on. Unset (or empty), the stack generates one (components/mesh.py).
+    """
+    if value is None or value == "":
+        return False
+    shape = SecretShape.of(value) if isinstance(value, str) else value
+    if not isinstance(shape, SecretShape) or shape.kind in ("mapping", "list"):
+        shown = shape if isinstance(shape, SecretShape) else SecretShape(type(value).__name__)
+        problems.bad("kialiSigningKey", shown, f"not a string; {KIALI_SIGNING_KEY_ALLOWED}")
+    elif shape.kind == "string" and (shape.length not in KIALI_SIGNING_KEY_LENGTHS or shape.padded):
+        problems.bad("kialiSigningKey", shape, KIALI_SIGNING_KEY_ALLOWED)
+    return True
 
 
 def _parse_cluster(problems: _Problems, value: Any) -> ClusterConfig | None:
@@ -762,6 +832,12 @@ def load_config(base_dir: Path) -> MeshConfig:
     keys = sorted({k[len(prefix) :] for k in (*get_config_env(), *CONFIG.get()) if k.startswith(prefix)})
     raw: dict[str, Any] = {}
     for key in keys:
+        if key == "kialiSigningKey":
+            # Only its shape, for Kiali's length rule; the text is dropped here and the program
+            # reads the key again as a Pulumi secret (see `secret_value`).
+            text = config.get(key)
+            raw[key] = SecretShape.of(text) if text else None
+            continue
         if key in SECRET_KEYS:
             # Only whether it is set: the value stays a Pulumi secret (see `secret_value`).
             raw[key] = "set" if config.get_secret(key) is not None else None

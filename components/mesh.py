@@ -14,11 +14,19 @@ from components.config import ISTIO_NAMESPACE, MeshConfig
 from components.control_plane import ControlPlane
 from components.dashboards import access
 from components.generated_password import GeneratedPassword
-from components.hardening import GRAFANA_ADMIN_SECRET, GRAFANA_PASSWORD_KEY
+from components.hardening import (
+    GRAFANA_ADMIN_SECRET,
+    GRAFANA_PASSWORD_KEY,
+    KIALI_SIGNING_KEY_ITEM,
+    KIALI_SIGNING_KEY_SECRET,
+)
 from components.injection import Injection
 from components.local_command import Command, restart_workloads
 
 ROLLOUT_TIMEOUT_SECONDS = 300
+# A generated Kiali signing key: `secrets.token_urlsafe` of 24 bytes is 32 characters, the longest
+# key Kiali accepts (16, 24 or 32 bytes: KIALI_SIGNING_KEY_LENGTHS in components/config.py).
+KIALI_SIGNING_KEY_BYTES = 24
 
 
 def _kiali_config(objects: Sequence[Mapping[str, Any]]) -> str:
@@ -39,6 +47,7 @@ class Mesh(pulumi.ComponentResource):
         addon_objects: Mapping[str, Sequence[Mapping[str, Any]]],
         *,
         grafana_admin_password: pulumi.Input[str] | None = None,
+        kiali_signing_key: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("istio-mesh:index:Mesh", name, None, opts)
@@ -80,6 +89,25 @@ class Mesh(pulumi.ComponentResource):
                 string_data={GRAFANA_PASSWORD_KEY: self.grafana_password},
                 opts=child,
             )
+        # Kiali's login-token signing key, likewise: the stack's `kialiSigningKey`, or one generated once.
+        # Every Kiali gets one, whatever its strategy, so upstream's shared key is never used
+        # (components/hardening.py mounts this Secret where Kiali reads it).
+        self.kiali_signing_key: pulumi.Output[str] | None = None
+        self.kiali_key_secret = None
+        if "kiali" in addon_objects:
+            key = kiali_signing_key
+            if key is None:
+                key = GeneratedPassword("kiali-signing-key", bytes=KIALI_SIGNING_KEY_BYTES, opts=child).result
+            self.kiali_signing_key = pulumi.Output.secret(key)
+            self.kiali_key_secret = k8s.core.v1.Secret(
+                f"{ISTIO_NAMESPACE}/{KIALI_SIGNING_KEY_SECRET}",
+                metadata={
+                    "name": KIALI_SIGNING_KEY_SECRET,
+                    "namespace": self.control_plane.namespace.metadata.name,
+                },
+                string_data={KIALI_SIGNING_KEY_ITEM: self.kiali_signing_key},
+                opts=child,
+            )
         self.addons = [
             addon_group(
                 addon,
@@ -101,9 +129,11 @@ class Mesh(pulumi.ComponentResource):
             self.rollouts.append(
                 self._rollout("grafana", [self.grafana_password], groups["grafana"], config, child)
             )
-        if "kiali" in groups:
+        if "kiali" in groups and self.kiali_signing_key is not None:
+            # Its config's digest, and the key itself (a secret, encrypted in state like the Secret).
             digest = hashlib.sha256(_kiali_config(addon_objects["kiali"]).encode()).hexdigest()
-            self.rollouts.append(self._rollout("kiali", [digest], groups["kiali"], config, child))
+            triggers: list[pulumi.Input[str]] = [digest, self.kiali_signing_key]
+            self.rollouts.append(self._rollout("kiali", triggers, groups["kiali"], config, child))
 
         # A protected stack's destroy must stop before it deletes anything: Pulumi refuses the
         # protected base release only when it reaches it, after istiod is gone, which leaves
@@ -172,6 +202,7 @@ class Mesh(pulumi.ComponentResource):
             return [self.grafana_admin]  # its Deployment reads the admin password Secret
         if addon == "kiali":
             # Kiali lists Istio's resources at start (https://kiali.io/docs/installation/): the CRDs
-            # (the base release, or the command that applies them before 1.24) must be served.
-            return [self.control_plane.base]
+            # (the base release, or the command that applies them before 1.24) must be served. Its
+            # Deployment mounts the signing key Secret.
+            return [self.control_plane.base, *([self.kiali_key_secret] if self.kiali_key_secret else [])]
         return []

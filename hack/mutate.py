@@ -96,7 +96,29 @@ _UNREAD = (
     "an attribute kept for callers that nothing in the program reads; the resource is registered either way"
 )
 _DEBUG_REPR = "MISSING's repr is for debugging only: show_value prints (none) for MISSING itself"
+_UNREAD_FIRST_RELEASE = (
+    "nothing reads the first release of 1.20 or 1.21 but the table's order (which a changed year breaks): "
+    "an end of support reads minor N+2's, and 1.18 and 1.19 are older than the table"
+)
 EQUIVALENT: dict[str, dict[str, str]] = {
+    "policy/istio_releases.py": {
+        '"1.20": date(2023, 11, 13), :: 11  ->  12': _UNREAD_FIRST_RELEASE,
+        '"1.20": date(2023, 11, 13), :: 13  ->  14': _UNREAD_FIRST_RELEASE,
+        '"1.21": date(2024, 3, 12), :: 3  ->  4': _UNREAD_FIRST_RELEASE,
+        '"1.21": date(2024, 3, 12), :: 12  ->  13': _UNREAD_FIRST_RELEASE,
+        "Minor = tuple[int, int] :: delete: Minor = tuple[int, int]": (
+            "a type alias that only annotations name, and `from __future__ import annotations` never evaluates them"
+        ),
+        "@dataclass(frozen=True) :: True  ->  False": (
+            "nothing assigns to a SupportStatus or hashes one: frozen only guards against a mistake"
+        ),
+    },
+    "policy/rules.py": {
+        "return None :: delete: return None": (
+            "where `return None` is a function's last statement (`_as_int`, `_program_index`), the function "
+            "returns None without it; deleting the others changes what the rules report, and those die"
+        ),
+    },
     "meshplan/diff.py": {
         "return \"(none)\" :: return '(none)'  ->  return None": _DEBUG_REPR,
         "return \"(none)\" :: delete: return '(none)'": _DEBUG_REPR,

@@ -243,7 +243,7 @@ def test_addons_and_gateways_come_out_in_a_fixed_order() -> None:
         (
             {"dashboard": {}},
             "dashboard: got {}; unknown key; allowed keys: cluster, istio, injection, addons, dashboards, "
-            "protect, environment, security, grafanaAdminPassword",
+            "protect, environment, security, grafanaAdminPassword, kialiSigningKey",
         ),
     ],
 )
@@ -321,3 +321,4 @@ def test_versions_are_accepted_exactly_from_1_20_0(version: str) -> None:
         assert problems_of(raw) == (
             f"istio.version: got {version!r}; an exact chart version x.y.z, 1.20.0 or newer",
         )
+

@@ -98,8 +98,9 @@ GENERATED_PASSWORD = "pulumi-python:dynamic/istio-mesh:GeneratedPassword"
 def test_a_stack_without_a_password_generates_one_kept_secret() -> None:
     graph = build("prod", grafanaAdminPassword=None)
     assert graph.error is None
-    (generated,) = graph.of_type(GENERATED_PASSWORD)
-    assert generated.name == "grafana-admin-password"
+    # Grafana's password, and Kiali's signing key (tests/test_kiali_login.py).
+    assert graph.names(GENERATED_PASSWORD) == ["grafana-admin-password", "kiali-signing-key"]
+    generated = graph.get(GENERATED_PASSWORD, "grafana-admin-password")
     # 24 random bytes, drawn once at create; `result` is encrypted in state and masked in previews.
     assert {k: v for k, v in generated.inputs.items() if k != "__provider"} == {"bytes": 24}
     secret = graph.get(SECRET_TYPE, "istio-system/grafana-admin")
@@ -108,9 +109,9 @@ def test_a_stack_without_a_password_generates_one_kept_secret() -> None:
     assert graph.outputs["grafanaAdminPassword"] == "[secret]"
 
 
-def test_a_set_password_generates_nothing() -> None:
+def test_a_set_password_generates_no_password() -> None:
     graph = build("prod")
-    assert graph.of_type(GENERATED_PASSWORD) == []
+    assert graph.names(GENERATED_PASSWORD) == ["kiali-signing-key"]  # no grafana-admin-password
     assert graph.outputs["grafanaAdminPassword"] == "[secret]"
 
 
@@ -118,12 +119,12 @@ def test_dev_keeps_the_hand_made_anonymous_grafana() -> None:
     graph = build()
     env = graph.get(DEPLOYMENT, GRAFANA_DEPLOYMENT).inputs["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "GF_AUTH_ANONYMOUS_ENABLED", "value": "true"} in env
-    assert [r for r in graph.resources if r.type == SECRET_TYPE] == []
+    assert graph.names(SECRET_TYPE) == ["istio-system/kiali-signing-key"]  # no grafana-admin
 
 
 def test_an_anonymous_grafana_gets_no_password_secret_even_if_one_is_set() -> None:
     graph = build(grafanaAdminPassword=PROD_PASSWORD)  # dev says dashboards.grafana.auth: anonymous
-    assert [r for r in graph.resources if r.type == SECRET_TYPE] == []
+    assert graph.names(SECRET_TYPE) == ["istio-system/kiali-signing-key"]  # no grafana-admin
 
 
 def test_login_changes_copy_only_the_object_they_change() -> None:
@@ -154,7 +155,7 @@ def test_a_new_grafana_password_rolls_grafana_and_only_that() -> None:
     # Only an update runs: a new Grafana starts with the password it reads.
     assert {k: v for k, v in rollout.inputs.items() if k != "__provider"} == {
         "update": _rollout_script("grafana"),
-        "triggers": ["[secret]"],  # the password itself, encrypted in state like the Secret
+        "triggers": "[secret]",  # the password itself: the list is encrypted in state like the Secret
         "timeout": 360,
     }
     assert rollout.raw_inputs["triggers"] == ["another-password"]
@@ -170,9 +171,11 @@ def test_a_kiali_login_change_rolls_kiali() -> None:
     rollout = token.get(COMMAND, "kiali-rollout")
     assert rollout.inputs["update"] == _rollout_script("kiali")
     assert "create" not in rollout.inputs
-    (digest,) = rollout.inputs["triggers"]
+    assert rollout.inputs["triggers"] == "[secret]"  # it holds the signing key (tests/test_kiali_login.py)
+    digest, key = rollout.raw_inputs["triggers"]
     assert len(digest) == 64
-    assert anonymous.get(COMMAND, "kiali-rollout").inputs["triggers"] != [digest]
+    assert key == "[unknown]"  # prod's key is generated at its first `up`
+    assert anonymous.get(COMMAND, "kiali-rollout").raw_inputs["triggers"][0] != digest
     assert token.depends_on(rollout, token.get(CONFIG_GROUP, "kiali"))
 
 

@@ -21,6 +21,7 @@ from policy.istio_releases import (
     NEWEST_PATCHES,
     STALE_AFTER,
     TABLE_CHECKED,
+    SupportStatus,
     end_of_support,
     support_status,
     unknown_reason,
@@ -230,3 +231,58 @@ def test_each_minors_newest_patch_is_known_and_the_next_is_not(minor: str, patch
         f"{minor}.{patch + 1} is newer than {minor}.{patch}, the newest {minor} patch of the support table "
         "(checked 2026-12-02)"
     )
+
+
+@pytest.mark.parametrize(
+    ("version", "status"),
+    [
+        (
+            "1.19.9",
+            SupportStatus(
+                "1.19.9",
+                "1.19",
+                supported=False,
+                end_of_support=None,
+                in_table=False,
+                reason="1.19 is older than 1.20, the oldest minor of the support table, and long out of support",
+            ),
+        ),
+        (
+            "1.32.0",
+            SupportStatus(
+                "1.32.0",
+                "1.32",
+                supported=True,
+                end_of_support=None,
+                in_table=False,
+                reason="1.32 is newer than 1.31, the newest minor of the support table; its end of support is not "
+                "known yet",
+            ),
+        ),
+        (
+            "1.30.5",
+            SupportStatus(
+                "1.30.5",
+                "1.30",
+                supported=True,
+                end_of_support=None,
+                in_table=True,
+                reason="1.30 is supported; its end of support is six weeks after 1.32.0, which is not in the "
+                "support table yet",
+            ),
+        ),
+        (
+            "1.29.6",
+            SupportStatus(
+                "1.29.6",
+                "1.29",
+                supported=False,
+                end_of_support=date(2026, 10, 15),
+                in_table=True,
+                reason="1.29 went out of support on 2026-10-15 (its announced end of life)",
+            ),
+        ),
+    ],
+)
+def test_the_whole_status_of_each_kind_of_version(version: str, status: SupportStatus) -> None:
+    assert support_status(version, DAY) == status
