@@ -37,3 +37,11 @@ def kubectl(cluster: ClusterConfig, *args: str) -> str:
     if cluster.kubeconfig:
         target += ["--kubeconfig", cluster.kubeconfig]
     return shlex.join(["kubectl", *target, *args])
+
+
+def helm(cluster: ClusterConfig, *args: str) -> str:
+    """A shell-quoted helm command that names the stack's cluster explicitly."""
+    target = ["--kube-context", cluster.context]
+    if cluster.kubeconfig:
+        target += ["--kubeconfig", cluster.kubeconfig]
+    return shlex.join(["helm", *target, *args])

@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 from components.cluster import kubectl
 from components.config import ISTIO_NAMESPACE, ClusterConfig, IstioConfig, parse_version
 from components.local_command import Command, restart_workloads
+from components.release_recovery import ReleaseRecovery
 from components.revision_tags import (
     DEFAULT_TAG,
     copy_ca_bundle_command,
@@ -130,6 +131,17 @@ class ControlPlane(pulumi.ComponentResource):
         def after(*resources: pulumi.Resource) -> pulumi.ResourceOptions:
             return pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(resources)))
 
+        # Each Release waits for its ReleaseRecovery, which rolls back a release an interrupted `up`
+        # left pending, so that Helm lets the next upgrade through (components/release_recovery.py).
+        self.recoveries: list[ReleaseRecovery] = []
+
+        def release_after(release_name: str, *resources: pulumi.Resource) -> pulumi.ResourceOptions:
+            recovery = ReleaseRecovery(
+                release_name, namespace=ISTIO_NAMESPACE, cluster=cluster, opts=after(*resources)
+            )
+            self.recoveries.append(recovery)
+            return after(*resources, recovery)
+
         # First, and everything of the control plane waits for it: a version that skips too many
         # minors is refused in preview, before anything changes.
         self.upgrade_path = UpgradePath(
@@ -182,7 +194,8 @@ class ControlPlane(pulumi.ComponentResource):
             # Deleting this release deletes Istio's CRDs and with them every VirtualService,
             # Gateway and policy in the cluster.
             opts=pulumi.ResourceOptions.merge(
-                after(*([self.crds] if self.crds else [])), pulumi.ResourceOptions(protect=protect_crds)
+                release_after(BASE_RELEASE, *([self.crds] if self.crds else [])),
+                pulumi.ResourceOptions(protect=protect_crds),
             ),
         )
 
@@ -199,7 +212,7 @@ class ControlPlane(pulumi.ComponentResource):
                 namespace=namespace,
                 values=istiod_values(istio, revision),
                 timeout=ISTIOD_TIMEOUT_SECONDS,
-                opts=after(self.base),
+                opts=release_after(release_name, self.base),
             )
 
         # Tags (and the default tag for istio-injection=enabled) wait for their revision's istiod.
@@ -263,7 +276,7 @@ class ControlPlane(pulumi.ComponentResource):
                 namespace=namespace,
                 values=gateway_values(istio, gateway),
                 timeout=GATEWAY_TIMEOUT_SECONDS,
-                opts=after(self.injector(gateway.tag)),
+                opts=release_after(gateway.release_name, self.injector(gateway.tag)),
             )
             self.gateways.append(release)
             if istio.revisioned:

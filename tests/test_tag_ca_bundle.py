@@ -202,8 +202,9 @@ def test_switching_to_revisions_deletes_the_old_istiod_in_the_same_up_after_the_
             "Command legacy-injector-deactivate",
             "MutatingWebhookConfiguration istio-revision-tag-default",
             "Release istiod-1-30-3",
+            "ReleaseRecovery istiod-1-30-3-recovery",
         ],
-        "delete": ["Release istiod"],
+        "delete": ["Release istiod", "ReleaseRecovery istiod-recovery"],
     }
     updated = sorted(r.name for r in diff.of_kind("update"))
     assert "default-restart" in updated
