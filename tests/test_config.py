@@ -321,4 +321,3 @@ def test_versions_are_accepted_exactly_from_1_20_0(version: str) -> None:
         assert problems_of(raw) == (
             f"istio.version: got {version!r}; an exact chart version x.y.z, 1.20.0 or newer",
         )
-
