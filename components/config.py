@@ -80,6 +80,22 @@ KIALI_SIGNING_KEY_ALLOWED = (
 # the program this mask instead (meshplan/stacks.py). Its length says nothing about the real value.
 OFFLINE_SECRET_MASK = "[secret]"
 
+# The gateway chart versions whose own values fail their values.schema.json under Helm 3.18.5 and
+# newer (the kubernetes provider embeds 3.18.6): Helm's new JSON-schema library ignores the root
+# `additionalProperties`/`properties` beside the root `$ref`, so the chart's top-level `defaults` (1.21
+# to 1.23) or `_internal_defaults_do_not_set` (1.24 on) key is "not allowed" and every install fails
+# (https://github.com/istio/istio/issues/57354). Fixed by https://github.com/istio/istio/pull/57457
+# in 1.28.0, backported to 1.27.1, 1.26.4 and 1.25.5; no 1.21 to 1.24 patch has the fix. Found by
+# rendering manifests/charts/gateway of every tag from 1.20.0 to 1.30.3 with Helm 4.1.4, which
+# refuses exactly these (and the published 1.23.6 and 1.24.6 charts likewise).
+# (first affected, last affected, first fixed release after them)
+HELM_REJECTED_GATEWAY_CHARTS: tuple[tuple[tuple[int, int, int], tuple[int, int, int], str], ...] = (
+    ((1, 21, 0), (1, 25, 4), "1.25.5"),
+    ((1, 26, 0), (1, 26, 3), "1.26.4"),
+    ((1, 27, 0), (1, 27, 0), "1.27.1"),
+)
+GATEWAY_SCHEMA_ISSUE = "https://github.com/istio/istio/issues/57354"
+
 # Which gateways each profile brings when the stack does not list them. Helm profiles never create
 # gateways themselves (https://istio.io/latest/docs/setup/install/helm/), so they are our releases.
 PROFILE_GATEWAYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
@@ -533,6 +549,7 @@ def _parse_istio(problems: _Problems, value: Any) -> IstioConfig | None:
     for gateway in gateways:
         if gateway.tag is not None:
             _check_target(problems, f"istio.gateways.{gateway.name}.tag", gateway.tag, targets)
+    _check_gateway_charts(problems, gateways, version, revisions, tags, default_revision)
     if version is None:
         return None
     return IstioConfig(
@@ -546,6 +563,70 @@ def _parse_istio(problems: _Problems, value: Any) -> IstioConfig | None:
         default_revision=default_revision,
         allow_minor_skip=allow_minor_skip,
     )
+
+
+def _gateway_chart(
+    gateway: GatewayConfig,
+    version: str | None,
+    revisions: Sequence[Revision],
+    tags: Sequence[tuple[str, str]],
+    default_revision: str | None,
+) -> tuple[str, str] | None:
+    """The key path and version of a gateway's chart, which follows the control plane that injects it.
+
+    The same choice as `gateway_version` in components/values.py (tests/test_config.py holds the two
+    together): the tagged revision, else the default revision, else `istio.version`.
+    """
+    if not revisions:
+        return ("istio.version", version) if version is not None else None
+    target = gateway.tag or default_revision
+    name = dict(tags).get(target, target) if target is not None else None
+    revision = next((r for r in revisions if r.name == name), None)
+    if revision is None:
+        return None  # a missing or unknown tag or revision, already reported
+    return f"istio.revisions.{revision.name}.version", revision.version
+
+
+def _check_gateway_charts(
+    problems: _Problems,
+    gateways: Sequence[GatewayConfig],
+    version: str | None,
+    revisions: Sequence[Revision],
+    tags: Sequence[tuple[str, str]],
+    default_revision: str | None,
+) -> None:
+    """Gateways only on chart versions today's Helm installs (HELM_REJECTED_GATEWAY_CHARTS)."""
+    gateways_by_chart: dict[tuple[str, str], list[str]] = {}
+    for gateway in gateways:
+        chart = _gateway_chart(gateway, version, revisions, tags, default_revision)
+        if chart is not None:
+            gateways_by_chart.setdefault(chart, []).append(gateway.name)
+    spans = [
+        f"{_dotted(first)}-{_dotted(last)}" if first != last else _dotted(first)
+        for first, last, _ in HELM_REJECTED_GATEWAY_CHARTS
+    ]
+    ranges = f"{', '.join(spans[:-1])} and {spans[-1]}"
+    for (path, chart_version), names in gateways_by_chart.items():
+        found = parse_version(chart_version)
+        for first, last, fixed in HELM_REJECTED_GATEWAY_CHARTS:
+            if not first <= found <= last:
+                continue
+            minor = f"{found[0]}.{found[1]}"
+            unfixed_minor = "" if fixed.startswith(f"{minor}.") else f" (no {minor} patch has the fix)"
+            which = " and ".join(names) + (" gateways" if len(names) > 1 else " gateway")
+            problems.bad(
+                path,
+                chart_version,
+                f"Helm 3.18.5 and newer (the kubernetes provider's 3.18.6 too) refuse the gateway chart of "
+                f"Istio {chart_version}, whose own default values fail its values.schema.json "
+                f"({GATEWAY_SCHEMA_ISSUE}), so the {which} cannot be installed; use the nearest fixed "
+                f"release, {fixed}{unfixed_minor}, or any version outside {ranges}, or no gateways "
+                "(istio.gateways: {})",
+            )
+
+
+def _dotted(version: tuple[int, int, int]) -> str:
+    return ".".join(str(part) for part in version)
 
 
 def _check_repository_serves(problems: _Problems, repository: str, versions: Sequence[str | None]) -> None:

@@ -314,10 +314,139 @@ def test_any_out_of_range_node_port_is_rejected_with_its_path(port: int) -> None
 )
 def test_versions_are_accepted_exactly_from_1_20_0(version: str) -> None:
     major, minor, _ = (int(p) for p in version.split("."))
-    raw = valid_raw(istio={"version": version})
+    # Without gateways: which gateway charts Helm installs is a rule of its own (tests below).
+    raw = valid_raw(istio={"version": version, "profile": "minimal", "gateways": None})
     if (major, minor) >= (1, 20):
         assert parse(raw).istio.version == version
     else:
         assert problems_of(raw) == (
             f"istio.version: got {version!r}; an exact chart version x.y.z, 1.20.0 or newer",
         )
+
+
+# --- gateway charts that Helm 3.18.5+ refuses ----------------------------------------------------
+# Helm 3.18.5 and newer reject the gateway chart's own defaults against its values.schema.json for
+# 1.21.0-1.25.4, 1.26.0-1.26.3 and 1.27.0 (https://github.com/istio/istio/issues/57354), as the real
+# Helm shows on every tag of manifests/charts/gateway (see HELM_REJECTED_GATEWAY_CHARTS).
+
+GATEWAY_REFUSED = (
+    "Helm 3.18.5 and newer (the kubernetes provider's 3.18.6 too) refuse the gateway chart of Istio {v}, "
+    "whose own default values fail its values.schema.json (https://github.com/istio/istio/issues/57354), "
+    "so the {which} cannot be installed; use the nearest fixed release, {fixed}, or any version outside "
+    "1.21.0-1.25.4, 1.26.0-1.26.3 and 1.27.0, or no gateways (istio.gateways: {{}})"
+)
+
+
+def _refused(path: str, version: str, which: str, fixed: str) -> str:
+    return f"{path}: got {version!r}; " + GATEWAY_REFUSED.format(v=version, which=which, fixed=fixed)
+
+
+@pytest.mark.parametrize(
+    ("version", "fixed"),
+    [
+        ("1.21.0", "1.25.5 (no 1.21 patch has the fix)"),  # first affected
+        ("1.24.6", "1.25.5 (no 1.24 patch has the fix)"),
+        ("1.25.4", "1.25.5"),  # last affected of the first range
+        ("1.26.0", "1.26.4"),
+        ("1.26.3", "1.26.4"),  # last affected of 1.26
+        ("1.27.0", "1.27.1"),  # the only affected 1.27
+    ],
+)
+def test_a_gateway_on_a_chart_helm_refuses_is_a_config_error(version: str, fixed: str) -> None:
+    # The dev shape: the demo profile's ingress and egress, listed explicitly.
+    assert problems_of(valid_raw(istio={"version": version})) == (
+        _refused("istio.version", version, "ingress and egress gateways", fixed),
+    )
+
+
+@pytest.mark.parametrize("version", ["1.20.8", "1.25.5", "1.26.4", "1.27.1", "1.28.0", "1.30.3"])
+def test_a_gateway_on_the_last_version_before_or_the_first_fixed_one_is_accepted(version: str) -> None:
+    config = parse(valid_raw(istio={"version": version}))
+    assert [g.name for g in config.istio.gateways] == ["ingress", "egress"]
+
+
+def test_the_profiles_gateways_are_checked_too() -> None:
+    raw = valid_raw(istio={"version": "1.26.3", "profile": "default", "gateways": None})
+    assert problems_of(raw) == (_refused("istio.version", "1.26.3", "ingress gateway", "1.26.4"),)
+    raw = valid_raw(istio={"version": "1.26.3", "profile": "demo", "gateways": None})
+    assert problems_of(raw) == (_refused("istio.version", "1.26.3", "ingress and egress gateways", "1.26.4"),)
+
+
+def test_no_gateways_on_a_refused_chart_version_is_fine() -> None:
+    minimal = parse(valid_raw(istio={"version": "1.27.0", "profile": "minimal", "gateways": None}))
+    assert minimal.istio.gateways == ()
+    raw = valid_raw(istio={"version": "1.27.0"})
+    raw["istio"]["gateways"] = {}  # explicitly none, whatever the profile brings
+    assert parse(raw).istio.gateways == ()
+
+
+def test_gateways_on_revisions_are_checked_at_the_revision_they_follow() -> None:
+    istio = {
+        "version": "1.27.1",
+        "revisions": {"old": {"version": "1.26.3"}, "new": {"version": "1.27.1"}},
+        "tags": {"canary": "new"},
+        "defaultRevision": "old",
+        "gateways": {"ingress": {"tag": "canary"}, "egress": {}},
+    }
+    # The egress gateway follows the default revision (1.26.3); the ingress the canary tag (1.27.1).
+    assert problems_of(valid_raw(istio=istio)) == (
+        _refused("istio.revisions.old.version", "1.26.3", "egress gateway", "1.26.4"),
+    )
+    # The same revisions without a gateway on the old one: nothing refused.
+    raw = valid_raw(istio=istio)
+    raw["istio"]["gateways"] = {"ingress": {"tag": "canary"}}
+    assert [g.name for g in parse(raw).istio.gateways] == ["ingress"]
+
+
+def test_a_refused_gateway_chart_is_reported_with_every_other_problem() -> None:
+    raw = valid_raw(istio={"version": "1.25.4"}, environment="Prod")
+    assert problems_of(raw) == (
+        _refused("istio.version", "1.25.4", "ingress and egress gateways", "1.25.5"),
+        "environment: got 'Prod'; expected a lowercase DNS label such as development, staging or production",
+    )
+
+
+@pytest.mark.parametrize(
+    "istio",
+    [
+        {"version": "1.30.3", "gateways": {"ingress": {}, "egress": {}}},
+        {
+            "version": "1.29.6",
+            "revisions": {"a": {"version": "1.29.6"}, "b": {"version": "1.30.3"}},
+            "tags": {"t": "b"},
+            "defaultRevision": "a",
+            "gateways": {"ingress": {"tag": "t"}, "egress": {"tag": "b"}},
+        },
+        {
+            "version": "1.29.6",
+            "revisions": {"a": {"version": "1.29.6"}, "b": {"version": "1.30.3"}},
+            "defaultRevision": "b",
+            "gateways": {"ingress": {}, "egress": {"tag": "a"}},
+        },
+    ],
+)
+def test_the_checked_gateway_version_is_the_one_the_release_gets(istio: dict[str, Any]) -> None:
+    from components.config import _gateway_chart
+    from components.values import gateway_version
+
+    config = parse(valid_raw(istio=istio)).istio
+    for gateway in config.gateways:
+        chart = _gateway_chart(
+            gateway, config.version, config.revisions, config.tags, config.default_revision
+        )
+        assert chart is not None
+        assert chart[1] == gateway_version(config, gateway)
+
+
+def test_the_shipped_stacks_and_their_defaults_are_unchanged_by_the_gateway_rule() -> None:
+    from tests.harness import build
+
+    dev, prod = build(), build("prod")
+    assert dev.error is None and prod.error is None
+    assert [r.name for r in dev.of_type("kubernetes:helm.sh/v3:Release") if "gateway" in r.name] == [
+        "istio-ingressgateway",
+        "istio-egressgateway",
+    ]
+    assert [r.name for r in prod.of_type("kubernetes:helm.sh/v3:Release") if "gateway" in r.name] == [
+        "istio-ingressgateway"
+    ]
