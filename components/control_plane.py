@@ -10,6 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.cluster import kubectl
+from components.cluster_claim import ClusterClaim
 from components.config import ISTIO_NAMESPACE, ClusterConfig, IstioConfig, parse_version
 from components.local_command import Command, restart_workloads
 from components.release_recovery import ReleaseRecovery
@@ -142,10 +143,18 @@ class ControlPlane(pulumi.ComponentResource):
             self.recoveries.append(recovery)
             return after(*resources, recovery)
 
-        # First, and everything of the control plane waits for it: a version that skips too many
+        # First of all: this stack's claim on the cluster, whose Check refuses a cluster that another
+        # stack owns before anything changes (components/cluster_claim.py).
+        self.claim = ClusterClaim(
+            "cluster-claim", owner=f"{pulumi.get_project()}/{pulumi.get_stack()}", cluster=cluster, opts=child
+        )
+        # Then, and everything of the control plane waits for it: a version that skips too many
         # minors is refused in preview, before anything changes.
         self.upgrade_path = UpgradePath(
-            "istio-upgrade-path", version=istio.crd_version, allow_skip=istio.allow_minor_skip, opts=child
+            "istio-upgrade-path",
+            version=istio.crd_version,
+            allow_skip=istio.allow_minor_skip,
+            opts=after(self.claim),
         )
         self.namespace = k8s.core.v1.Namespace(
             ISTIO_NAMESPACE,

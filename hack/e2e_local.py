@@ -363,6 +363,29 @@ def _scenario_dev(results: Results, stacks: Stacks, stack: auto.Stack) -> None:
             "dev: pulumi refresh --expect-no-changes",
             lambda: stack.refresh(expect_no_changes=True, on_output=log_output, color="never"),
         )
+    with timed("one cluster, one stack: a second stack's up is refused"):
+        twin = stacks.stack("dev-twin", stacks.config(ROOT / "Pulumi.dev.yaml"))
+        releases_before = cluster.helm("list", "--all-namespaces", "--output=json")
+        output: list[str] = []
+        try:
+            twin.up(on_output=output.append, color="never")
+            refused, detail = False, "the up succeeded"
+        except auto.CommandError as error:
+            text = "\n".join(output) + str(error)
+            refused = f"this cluster is owned by stack {PROJECT}/{stack.name}" in text
+            detail = text[-600:]
+        results.check(
+            "dev-twin: pulumi up is refused, naming the stack that owns the cluster", refused, detail
+        )
+        state = twin.export_stack().deployment or {}
+        created = [r["urn"] for r in state.get("resources", []) if r["type"].startswith("kubernetes:")]
+        results.check(
+            "dev-twin: ... before anything changed",
+            cluster.helm("list", "--all-namespaces", "--output=json") == releases_before and not created,
+            str(created[:5]),
+        )
+        twin.destroy(color="never")  # its state holds only the provider and components
+        twin.workspace.remove_stack("dev-twin")
     with timed("8. pulumi destroy"):
         before = {
             kind: restarted_at(cluster, kind, name)
@@ -408,6 +431,10 @@ def check_destroyed(results: Results, cluster: Cluster, restarted_before: Mappin
     ).split()
     istio_webhooks = [w for w in webhooks if "istio" in w]
     results.check("no Istio webhook remains", not istio_webhooks, " ".join(istio_webhooks))
+    results.check(
+        "the stack's claim on the cluster is gone",
+        not cluster.exists("configmap", "istio-mesh-owner", "--namespace", "kube-system"),
+    )
 
 
 # --- 3. meshplan against the engine -------------------------------------------------------------
