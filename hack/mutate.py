@@ -112,6 +112,10 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "@dataclass(frozen=True) :: True  ->  False": (
             "nothing assigns to a SupportStatus or hashes one: frozen only guards against a mistake"
         ),
+        "return None :: delete: return None": (
+            "`unknown_reason` returns None without its last statement; its other `return None` (a minor "
+            "older than the table) dies without it"
+        ),
     },
     "policy/rules.py": {
         "return None :: delete: return None": (

@@ -237,6 +237,26 @@ def test_each_minors_newest_patch_is_known_and_the_next_is_not(minor: str, patch
     ("version", "status"),
     [
         (
+            "1.29.6",
+            SupportStatus(
+                "1.29.6",
+                "1.29",
+                supported=True,
+                end_of_support=date(2026, 10, 15),
+                in_table=True,
+                reason="1.29 is supported until 2026-10-15 (its announced end of life)",
+            ),
+        ),
+    ],
+)
+def test_the_whole_status_of_a_version_before_its_end(version: str, status: SupportStatus) -> None:
+    assert support_status(version, date(2026, 10, 14)) == status
+
+
+@pytest.mark.parametrize(
+    ("version", "status"),
+    [
+        (
             "1.19.9",
             SupportStatus(
                 "1.19.9",
@@ -286,3 +306,13 @@ def test_each_minors_newest_patch_is_known_and_the_next_is_not(minor: str, patch
 )
 def test_the_whole_status_of_each_kind_of_version(version: str, status: SupportStatus) -> None:
     assert support_status(version, DAY) == status
+
+
+def test_when_every_minor_of_the_table_has_ended_the_newest_is_the_oldest_supported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only an announced end of life can end the newest minors; the table then still names its newest."""
+    ended = {"1.30": date(2026, 11, 1), "1.31": date(2026, 11, 1)}
+    monkeypatch.setattr(istio_releases, "ANNOUNCED_END_OF_LIFE", ended)
+    assert [support_status(f"{m}.0", DAY).supported for m in ("1.30", "1.31")] == [False, False]
+    assert istio_releases.oldest_supported_minor(DAY) == "1.31"

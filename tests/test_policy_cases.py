@@ -135,7 +135,7 @@ def test_kubectl_after_a_reserved_word_is_checked(script: str) -> None:
     "script",
     [
         "echo kubectl get ns",
-        "sudo",  # a wrapper with nothing to run
+        f"sudo; A=1; kubectl {TARGET} get ns",  # a wrapper and an assignment with nothing to run
         "grep -q kubectl /etc/hosts || echo none",
         "kubectl-neat get ns",
     ],
