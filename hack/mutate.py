@@ -118,6 +118,20 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         ),
     },
     "policy/rules.py": {
+        "@dataclass(frozen=True) :: True  ->  False": (
+            "nothing assigns to a Violation, RuleContext or Rule, or hashes one (meshplan check copies each "
+            "violation into its own Finding): frozen only guards against a mistake"
+        ),
+        "RuleCheck = Callable[[Resources, RuleContext], list[Violation]] :: "
+        "delete: RuleCheck = Callable[[Resources, RuleContext], list[Viola...": (
+            "a type alias that only annotations name, and `from __future__ import annotations` never evaluates them"
+        ),
+        "DEFAULT_SERVICE_TYPE = \"ClusterIP\" :: 'ClusterIP'  ->  ''": (
+            "the default type is only compared with NodePort and LoadBalancer, never shown: '' is not exposed either"
+        ),
+        'return chart.rstrip("/").rsplit("/", 1)[-1] :: 1  ->  2': (
+            "rsplit from the right gives the same last part whatever its maxsplit"
+        ),
         "return None :: delete: return None": (
             "where `return None` is a function's last statement (`_as_int`, `_program_index`), the function "
             "returns None without it; deleting the others changes what the rules report, and those die"

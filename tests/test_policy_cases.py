@@ -482,6 +482,18 @@ def test_another_exposed_service_is_not_kiali() -> None:
     assert lines(plan) == []
 
 
+@pytest.mark.parametrize("namespace", ["", 7])
+def test_an_empty_or_non_text_namespace_is_no_namespace(namespace: Any) -> None:
+    """The Service's namespace `""` (or 7) is the ConfigMap's missing one: the same object place."""
+    plan = exposed_kiali("auth:\n  strategy: anonymous\n")
+    find(plan, "istio-system/kiali")["inputs"]["metadata"]["namespace"] = namespace
+    del find(plan, "istio-system/kiali", "kubernetes:core/v1:ConfigMap")["inputs"]["metadata"]["namespace"]
+    assert lines(plan) == [
+        f"kiali-not-anonymous-when-exposed: {KIALI_URN}: Kiali Service kiali has type NodePort and ConfigMap "
+        f"kiali sets auth.strategy anonymous; {SAFE}"
+    ]
+
+
 def test_a_kiali_without_a_namespace_is_named_without_one() -> None:
     plan = exposed_kiali("auth:\n  strategy: anonymous\n")
     del find(plan, "istio-system/kiali")["inputs"]["metadata"]["namespace"]
@@ -634,8 +646,9 @@ def test_an_exposed_service_that_is_no_dashboard_is_allowed_on_production() -> N
     assert lines(plan) == []
 
 
-@pytest.mark.parametrize("service_type", ["ClusterIP", "", None])
+@pytest.mark.parametrize("service_type", ["ClusterIP", "", None, ["NodePort"]])
 def test_a_cluster_ip_or_untyped_dashboard_is_internal(service_type: Any) -> None:
+    """A type that is no text is no type: Kubernetes' default, ClusterIP (and no crash)."""
     plan = good_plan()
     find(plan, "istio-system/grafana")["inputs"]["spec"]["type"] = service_type
     assert lines(plan) == []
