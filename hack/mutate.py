@@ -96,6 +96,10 @@ _UNREAD = (
     "an attribute kept for callers that nothing in the program reads; the resource is registered either way"
 )
 _DEBUG_REPR = "MISSING's repr is for debugging only: show_value prints (none) for MISSING itself"
+_UNREAD_STRATEGY = (
+    "the strategy returned with a reason it cannot be read: the Kiali rule reports the reason and never "
+    "reads that strategy"
+)
 _UNREAD_FIRST_RELEASE = (
     "nothing reads the first release of 1.20 or 1.21 but the table's order (which a changed year breaks): "
     "an end of support reads minor N+2's, and 1.18 and 1.19 are older than the table"
@@ -132,6 +136,12 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         'return chart.rstrip("/").rsplit("/", 1)[-1] :: 1  ->  2': (
             "rsplit from the right gives the same last part whatever its maxsplit"
         ),
+        "return None, \"config.yaml is not visible in the plan\" :: None  ->  'mutant'": _UNREAD_STRATEGY,
+        "return None, \"config.yaml is not text\" :: None  ->  'mutant'": _UNREAD_STRATEGY,
+        "return None, f\"config.yaml is not YAML: {str(error).splitlines()[0]}\" :: None  ->  'mutant'": _UNREAD_STRATEGY,
+        "return None, \"config.yaml is not a mapping\" :: None  ->  'mutant'": _UNREAD_STRATEGY,
+        "return None, \"auth is not a mapping\" :: None  ->  'mutant'": _UNREAD_STRATEGY,
+        "return None, f\"auth.strategy is {_show(strategy)}\" :: None  ->  'mutant'": _UNREAD_STRATEGY,
         "return None :: delete: return None": (
             "where `return None` is a function's last statement (`_as_int`, `_program_index`), the function "
             "returns None without it; deleting the others changes what the rules report, and those die"
