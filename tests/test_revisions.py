@@ -17,6 +17,7 @@ from tests.harness import (
     CONFIG_GROUP,
     NAMESPACE,
     NAMESPACE_PATCH,
+    NO_GATEWAYS,
     RELEASE,
     ROOT,
     Graph,
@@ -349,13 +350,13 @@ def test_charts_before_1_24_get_their_crds_applied_before_base_and_istiod() -> N
 
 
 def test_upgrading_a_pre_1_24_install_reapplies_the_crds_at_the_new_version() -> None:
-    crds = build(istio={"version": "1.23.6"}).get(COMMAND, "istio-crds")
+    crds = build(istio={"version": "1.23.6", "gateways": NO_GATEWAYS}).get(COMMAND, "istio-crds")
     assert "--version 1.23.6" in crds.inputs["create"]
     assert crds.inputs["triggers"][0] == "1.23.6"  # a new version re-runs the apply
 
 
 def test_from_1_24_the_base_chart_adopts_the_crds_an_older_install_left() -> None:
-    graph = build(istio={"version": "1.24.6"})
+    graph = build(istio={"version": "1.24.6", "gateways": NO_GATEWAYS})
     assert "istio-crds" not in graph.names(COMMAND)
     base = graph.release("istio-base")
     # The program asks for takeOwnership; the provider build here (v4.25.0) has no such field and
