@@ -99,6 +99,8 @@ def test_a_c_flag_without_a_script_is_not_a_call() -> None:
         ("nohup kubectl get ns", "kubectl get ns"),
         ("timeout 60 kubectl get ns", "kubectl get ns"),
         ("timeout -k 5 60s kubectl get ns", "kubectl get ns"),
+        ("timeout 5s kubectl get ns", "kubectl get ns"),
+        ("timeout --kill-after=1m 2m kubectl get ns", "kubectl get ns"),
         ("xargs -r kubectl get ns", "kubectl get ns"),
         ("watch kubectl get ns", "kubectl get ns"),
         ("/usr/bin/sudo /usr/local/bin/kubectl get ns", "/usr/local/bin/kubectl get ns"),
