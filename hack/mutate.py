@@ -136,6 +136,12 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         'return chart.rstrip("/").rsplit("/", 1)[-1] :: 1  ->  2': (
             "rsplit from the right gives the same last part whatever its maxsplit"
         ),
+        'return str(resource.get("name") or _urn(resource).rsplit("::", 1)[-1]) :: 1  ->  2': (
+            "rsplit from the right gives the same last part whatever its maxsplit"
+        ),
+        "KIALI_DEFAULT_STRATEGY = \"token\" :: 'token'  ->  ''": (
+            "Kiali's default strategy is only compared with anonymous, never shown: '' is not anonymous either"
+        ),
         "return None, \"config.yaml is not visible in the plan\" :: None  ->  'mutant'": _UNREAD_STRATEGY,
         "return None, \"config.yaml is not text\" :: None  ->  'mutant'": _UNREAD_STRATEGY,
         "return None, f\"config.yaml is not YAML: {str(error).splitlines()[0]}\" :: None  ->  'mutant'": _UNREAD_STRATEGY,

@@ -346,6 +346,12 @@ def test_an_empty_or_non_text_context_and_kubeconfig_are_none(value: Any) -> Non
     assert (context.cluster_provider, context.kube_context, context.kubeconfig) == ("cluster", None, None)
 
 
+def test_an_empty_stack_has_the_default_context() -> None:
+    """No resources: not production, no environment, no provider, no context or kubeconfig."""
+    assert context_for([], TODAY) == RuleContext(today=TODAY)
+    assert RuleContext(today=TODAY) == RuleContext(TODAY, False, None, None, None, None)
+
+
 def test_the_environment_is_read_from_istio_system_only() -> None:
     plan = good_plan("development")
     plan["resources"].append(
@@ -656,13 +662,15 @@ def test_a_cluster_ip_or_untyped_dashboard_is_internal(service_type: Any) -> Non
     assert lines(plan) == []
 
 
-def test_a_dashboard_named_by_its_pulumi_name_alone() -> None:
-    """Without metadata.name the object is named from the Pulumi name (auto-naming starts there)."""
+@pytest.mark.parametrize("metadata", [{}, {"name": ""}, {"name": 7}])
+def test_a_dashboard_named_by_its_pulumi_name_alone(metadata: dict[str, Any]) -> None:
+    """Without metadata.name (or an empty or non-text one) the object is named from the Pulumi name
+    (auto-naming starts there)."""
     plan = good_plan()
     tracing = resource(
         "kubernetes:core/v1:Service",
         "tracing",
-        {"metadata": {"namespace": "istio-system"}, "spec": {"type": "NodePort"}},
+        {"metadata": {"namespace": "istio-system"} | metadata, "spec": {"type": "NodePort"}},
     )
     plan["resources"].append(tracing)
     assert lines(plan) == [
