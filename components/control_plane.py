@@ -121,7 +121,6 @@ class ControlPlane(pulumi.ComponentResource):
         cluster: ClusterConfig,
         protect_crds: bool,
         environment: str,
-        mtls: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("istio-mesh:index:ControlPlane", name, None, opts)
@@ -308,22 +307,6 @@ class ControlPlane(pulumi.ComponentResource):
                     )
                 )
 
-        # Mesh-wide mutual TLS: a PeerAuthentication named `default` in the root namespace applies to
-        # every workload (https://istio.io/latest/docs/reference/config/security/peer_authentication/).
-        self.peer_authentication = None
-        if mtls is not None:
-            self.peer_authentication = k8s.apiextensions.CustomResource(
-                "mesh-mtls",
-                # security.istio.io/v1 is served from 1.22; older charts only have v1beta1.
-                api_version="security.istio.io/v1"
-                if parse_version(istio.crd_version) >= (1, 22, 0)
-                else "security.istio.io/v1beta1",
-                kind="PeerAuthentication",
-                metadata={"name": "default", "namespace": namespace},
-                spec={"mtls": {"mode": mtls}},
-                # The default revision validates it; other revisions coming and going leave it alone.
-                opts=after(self.base, self.istiod),
-            )
         self.register_outputs(
             {
                 "namespace": namespace,

@@ -20,7 +20,7 @@ from components.hardening import (
     KIALI_SIGNING_KEY_ITEM,
     KIALI_SIGNING_KEY_SECRET,
 )
-from components.injection import Injection
+from components.injection import Injection, peer_authentication_api_version
 from components.local_command import Command, restart_workloads
 
 ROLLOUT_TIMEOUT_SECONDS = 300
@@ -59,7 +59,6 @@ class Mesh(pulumi.ComponentResource):
             cluster=config.cluster,
             protect_crds=config.protect,
             environment=config.environment,
-            mtls=config.mtls,
             opts=child,
         )
         self.injection = Injection(
@@ -68,8 +67,10 @@ class Mesh(pulumi.ComponentResource):
             cluster=config.cluster,
             istio=config.istio,
             injector=self.control_plane.injector,
+            mtls=config.mtls,
             opts=child,
         )
+        self.peer_authentication = self._mesh_mtls(config, child)
         # The Grafana admin password: a Secret of ours, so the value is a Pulumi secret end to end.
         # The stack's `grafanaAdminPassword`, or one generated once and kept in the stack's state.
         self.grafana_admin = None
@@ -139,7 +140,8 @@ class Mesh(pulumi.ComponentResource):
         # protected base release only when it reaches it, after istiod is gone, which leaves
         # istiod's validating webhook (failurePolicy Fail) pointing at a deleted Service and every
         # write of an *.istio.io object refused. The guard depends on the control plane, the
-        # labels and the rollouts, so a destroy reaches it first, and it is protected too.
+        # labels, the mesh-wide PeerAuthentication and the rollouts, so a destroy reaches it first, and it
+        # is protected too.
         self.destroy_guard: Command | None = None
         if config.protect:
             self.destroy_guard = Command(
@@ -149,7 +151,12 @@ class Mesh(pulumi.ComponentResource):
                     child,
                     pulumi.ResourceOptions(
                         protect=True,
-                        depends_on=[self.control_plane, self.injection, *self.rollouts],
+                        depends_on=[
+                            self.control_plane,
+                            self.injection,
+                            *([self.peer_authentication] if self.peer_authentication else []),
+                            *self.rollouts,
+                        ],
                     ),
                 ),
             )
@@ -174,6 +181,46 @@ class Mesh(pulumi.ComponentResource):
             **({"grafanaAdminPassword": self.grafana_password} if self.grafana_password is not None else {}),
         }
         self.register_outputs(self.outputs)
+
+    def _mesh_mtls(
+        self, config: MeshConfig, child: pulumi.ResourceOptions
+    ) -> k8s.apiextensions.CustomResource | None:
+        """Mesh-wide mutual TLS: the PeerAuthentication `default` in the root namespace applies to every
+        workload (https://istio.io/latest/docs/reference/config/security/peer_authentication/).
+
+        It waits for every injected namespace's restart and every gateway (and gateway restart), so
+        in the `up` that first injects them, and in any `up` that restarts them, the mode changes only
+        once their pods have sidecars: until then no PeerAuthentication exists and Istio's default,
+        PERMISSIVE, applies (https://istio.io/latest/docs/tasks/security/authentication/mtls-migration/).
+        On a destroy it goes first, before the labels and the uninject restarts, so plaintext is
+        accepted again while the sidecars leave. Until this program's ControlPlane held it, hence the
+        alias: existing stacks keep the same object, neither deleted nor created again.
+        """
+        if config.mtls is None:
+            return None
+        control_plane = self.control_plane
+        return k8s.apiextensions.CustomResource(
+            "mesh-mtls",
+            api_version=peer_authentication_api_version(config.istio),
+            kind="PeerAuthentication",
+            metadata={"name": "default", "namespace": control_plane.namespace.metadata.name},
+            spec={"mtls": {"mode": config.mtls}},
+            opts=pulumi.ResourceOptions.merge(
+                child,
+                pulumi.ResourceOptions(
+                    # The default revision validates it; other revisions coming and going leave it alone.
+                    depends_on=[
+                        control_plane.base,
+                        control_plane.istiod,
+                        *control_plane.gateways,
+                        *control_plane.gateway_restarts,
+                        *self.injection.labels,
+                        *self.injection.restarts,
+                    ],
+                    aliases=[pulumi.Alias(parent=control_plane)],
+                ),
+            ),
+        )
 
     @staticmethod
     def _rollout(

@@ -8,6 +8,9 @@ and 1.22.0 (security.istio.io/v1, https://istio.io/latest/news/releases/1.22.x/a
 
 from __future__ import annotations
 
+import json
+import shlex
+
 import pytest
 
 from tests.harness import COMMAND, NO_GATEWAYS, build
@@ -42,3 +45,22 @@ def test_mesh_wide_mtls_uses_security_v1_from_1_22_0(version: str, api_version: 
     assert policy.inputs["apiVersion"] == f"security.istio.io/{api_version}"
     assert policy.inputs["spec"] == {"mtls": {"mode": "PERMISSIVE"}}
     assert policy.inputs["metadata"] == {"name": "default", "namespace": "istio-system"}
+    # The Mesh's child since it waits for the injection (tests/test_mtls.py), no longer ControlPlane's.
+    assert policy.parent == graph.of_type("istio-mesh:index:Mesh")[0].urn
+
+
+@pytest.mark.parametrize(("version", "api_version"), [("1.21.6", "v1beta1"), ("1.22.0", "v1")])
+def test_the_strict_hold_of_a_first_restart_uses_the_policys_api_version(
+    version: str, api_version: str
+) -> None:
+    # The PERMISSIVE PeerAuthentication a namespace gets around its first restart under STRICT
+    # (components/injection.py) is read by the same CRDs as the mesh-wide one.
+    graph = build(istio={"version": version, "gateways": NO_GATEWAYS}, security={"mtls": "STRICT"})
+    create = graph.get(COMMAND, "default-restart").inputs["create"]
+    (manifest,) = shlex.split(create.split(" <<< ", 1)[1].split(";", 1)[0])
+    assert json.loads(manifest) == {
+        "apiVersion": f"security.istio.io/{api_version}",
+        "kind": "PeerAuthentication",
+        "metadata": {"name": "istio-mesh-sidecar-rollout", "namespace": "default"},
+        "spec": {"mtls": {"mode": "PERMISSIVE"}},
+    }

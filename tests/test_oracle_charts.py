@@ -24,6 +24,7 @@ import functools
 import importlib.metadata
 import json
 import os
+import shlex
 import subprocess
 import tarfile
 import tempfile
@@ -435,3 +436,7 @@ def test_the_mesh_wide_peer_authentication_uses_an_api_version_the_crds_serve(ve
     assert api_version in served["peerauthentications.security.istio.io"]
     # The newest the chart serves: v1 wherever it exists.
     assert api_version == ("v1" if "v1" in served["peerauthentications.security.istio.io"] else "v1beta1")
+    # The namespace's PERMISSIVE hold during its first restart (components/injection.py) too.
+    create = graph.get(COMMAND, "default-restart").inputs["create"]
+    (manifest,) = shlex.split(create.split(" <<< ", 1)[1].split(";", 1)[0])
+    assert json.loads(manifest)["apiVersion"] == policy.inputs["apiVersion"]
