@@ -943,6 +943,19 @@ def _outage_in_the_middle_of_an_up(results: Results, stacks: Stacks, stack: auto
         print(f"    kwokctl start, try {attempt_number + 1}: {started.stderr.strip()[-300:]}", flush=True)
         time.sleep(5)
     cluster.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=120s")
+    # After the restart kwok takes a while (up to minutes on a busy machine) to act for its nodes
+    # again: pods stay Pending or Terminating meanwhile. The application's pods are waited for, so
+    # that the program's later rollouts are timed against the program, not against kwok's catch-up.
+    settled = time.monotonic()
+    for _ in range(6):  # each wait within the 120 s that Cluster.kubectl allows a call
+        try:
+            cluster.kubectl(
+                "wait", "--for=condition=Ready", "pod", "--all", "--namespace", "default", "--timeout=100s"
+            )
+            break
+        except RuntimeError:  # timed out: kwok still catching up
+            continue
+    print(f"    kwok settled after the restart in {time.monotonic() - settled:.0f} s", flush=True)
     status = json.loads(cluster.helm("status", "istiod", "--namespace", ISTIO_NAMESPACE, "--output", "json"))
     print(f"    istiod's release after the outage: {status['info']['status']}", flush=True)
     # Back to the stack's own config: the next up must converge from whatever the outage left.
