@@ -26,6 +26,7 @@ import pulumi.dynamic
 
 from components.cluster import kubectl
 from components.config import ClusterConfig
+from components.local_command import run_bash
 
 CLAIM_NAMESPACE = "kube-system"
 CLAIM_NAME = "istio-mesh-owner"
@@ -39,17 +40,7 @@ class ClaimError(Exception):
 
 
 def _run(script: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(
-            ["/bin/bash", "-c", script],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=KUBECTL_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise ClaimError(f"did not finish within {KUBECTL_TIMEOUT_SECONDS} s: {script}") from None
+    return run_bash(script, KUBECTL_TIMEOUT_SECONDS, stdin=stdin)
 
 
 def current_owner(props: dict[str, Any]) -> str | None:

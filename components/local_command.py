@@ -44,21 +44,34 @@ class CommandError(Exception):
     """A script failed; the message has its exit status and the end of its output."""
 
 
-def run_script(phase: str, script: str, timeout: int) -> None:
-    """Run one phase's script with bash, failing with the end of its output if it fails."""
-    if not script:
-        return
+def run_bash(script: str, timeout: int, *, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `script` with bash, its output captured; a run over `timeout` seconds is a CommandError.
+
+    The one way the dynamic resources (this module's, components/cluster_claim.py,
+    components/release_recovery.py) run kubectl and helm.
+    """
     try:
-        result = subprocess.run(
+        return subprocess.run(
             ["/bin/bash", "-c", script],
-            stdin=subprocess.DEVNULL,
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise CommandError(f"{phase}: did not finish within {timeout} s: {script}") from None
+        raise CommandError(f"did not finish within {timeout} s: {script}") from None
+
+
+def run_script(phase: str, script: str, timeout: int) -> None:
+    """Run one phase's script with bash, failing with the end of its output if it fails."""
+    if not script:
+        return
+    try:
+        result = run_bash(script, timeout)
+    except CommandError as error:
+        raise CommandError(f"{phase}: {error}") from None
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip().splitlines()[-OUTPUT_TAIL_LINES:]
         raise CommandError(f"{phase}: exit status {result.returncode}: {script}\n" + "\n".join(output))

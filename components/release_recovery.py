@@ -27,6 +27,7 @@ import pulumi.dynamic
 
 from components.cluster import helm
 from components.config import ClusterConfig
+from components.local_command import run_bash
 
 PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
 HELM_TIMEOUT_SECONDS = 300
@@ -39,17 +40,7 @@ class RecoveryError(Exception):
 
 
 def _run(script: str) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(
-            ["/bin/bash", "-c", script],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=HELM_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise RecoveryError(f"did not finish within {HELM_TIMEOUT_SECONDS} s: {script}") from None
+    return run_bash(script, HELM_TIMEOUT_SECONDS)
 
 
 def pending_status(props: dict[str, Any]) -> str | None:
