@@ -96,6 +96,13 @@ def test_without_security_mtls_there_is_no_policy_and_no_hold() -> None:
     assert graph.get(COMMAND, "default-uninject").inputs["delete"] == restart("default")
 
 
+def test_a_permissive_mesh_holds_nothing() -> None:
+    # Nothing refuses plaintext under PERMISSIVE, so the restarts run as they are.
+    graph = build("prod", security={"mtls": "PERMISSIVE"})
+    assert graph.get(COMMAND, "default-restart").inputs["create"] == restart("default")
+    assert graph.get(COMMAND, "default-uninject").inputs["delete"] == restart("default")
+
+
 # --- (1) a first install, and any up that restarts -----------------------------------------------
 
 
