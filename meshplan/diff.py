@@ -214,12 +214,23 @@ def resource_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Cha
 
 
 DEPENDENCY_ONLY = frozenset({"[dependsOn]"})
+MOVED = frozenset({"[parent]"})
 
 
 def diff_plans(old: Mapping[str, Any], new: Mapping[str, Any]) -> PlanDiff:
     """What applying `new` over `old` would do."""
     old_index = _index(old, "the old plan")
     new_index = _index(new, "the new plan")
+    # A resource that moved (a new parent, a new name) under an alias is the same resource, as the
+    # engine sees it: compared with what its alias names in the old plan, not deleted and created.
+    moved: set[str] = set()
+    for key, resource in new_index.items():
+        for alias in resource.get("aliases") or []:
+            was = stackless(alias)
+            if key not in old_index and was in old_index and was not in new_index:
+                old_index[key] = old_index.pop(was)
+                moved.add(key)
+                break
     result = PlanDiff()
     for key in sorted(set(old_index) | set(new_index)):
         before, after = old_index.get(key), new_index.get(key)
@@ -233,7 +244,9 @@ def diff_plans(old: Mapping[str, Any], new: Mapping[str, Any]) -> PlanDiff:
             changes = resource_changes(before, after)
             # `pulumi preview` shows a resource whose only change is its dependencies as unchanged:
             # the engine records the new edges with a "same" step. Listed when something else changes.
-            if any(change.path not in DEPENDENCY_ONLY for change in changes):
+            # A move under an alias changes the parent alone: the engine's step is a "same" too.
+            same = DEPENDENCY_ONLY | MOVED if key in moved else DEPENDENCY_ONLY
+            if any(change.path not in same for change in changes):
                 result.resources.append(
                     ResourceDiff("update", key, after["urn"], after["type"], after["name"], tuple(changes))
                 )

@@ -95,6 +95,9 @@ class Registration:
     delete_before_replace: bool
     inputs: Mapping[str, Any]  # wire values, secrets shown as SECRET
     wire: Mapping[str, Any] = field(repr=False)  # the request's inputs as JSON, secrets still wrapped
+    # The URNs the resource had before (its `aliases`), as the engine derives them: a resource
+    # found under one of them in the old plan is the same resource, moved, not a delete and a create.
+    aliases: tuple[str, ...] = ()
 
     @functools.cached_property
     def raw_inputs(self) -> Mapping[str, Any]:
@@ -115,6 +118,8 @@ class Registration:
             "retainOnDelete": self.retain_on_delete,
             "ignoreChanges": sorted(self.ignore_changes),
             "inputs": self.inputs,
+            # Only when there are some, so plans of stacks without aliases keep their shape.
+            **({"aliases": sorted(self.aliases)} if self.aliases else {}),
         }
 
 
@@ -395,11 +400,31 @@ def _monitor_class() -> Callable[[list[Registration]], mocks.MockMonitor]:
                 delete_before_replace=bool(request.deleteBeforeReplace),
                 inputs=shown,
                 wire=wire,
+                aliases=tuple(self._alias_urns(request)),
             )
             self.registrations.append(registration)
             if registration.remote and registration.type == CONFIG_GROUP:
                 self.registrations.extend(self._constructed_objects(registration))
             return response
+
+        def _alias_urns(self, request: Any) -> list[str]:
+            """The URNs the engine derives from the request's aliases (pulumi `alias.go`): a full
+            URN as it is; a spec's unset name, type, stack and project are the resource's own, and
+            its parent is `parentUrn` (or none with `noParent`, else the resource's own parent)."""
+            urns = []
+            for alias in request.aliases:
+                if alias.WhichOneof("alias") == "urn":
+                    urns.append(alias.urn)
+                    continue
+                spec = alias.spec
+                parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+                urn = self.make_urn(parent, spec.type or request.type, spec.name or request.name)
+                if spec.stack or spec.project:
+                    _, _, rest = urn.partition("urn:pulumi:")
+                    _stack, project, tail = rest.split("::", 2)
+                    urn = f"urn:pulumi:{spec.stack or _stack}::{spec.project or project}::{tail}"
+                urns.append(urn)
+            return urns
 
         def _created(self, urn: str, request: Any, wire: Mapping[str, Any]) -> Any:
             """A freshly created custom resource: its outputs are its inputs, as the request carried them.

@@ -97,3 +97,56 @@ def test_a_resource_declared_twice_is_refused_on_either_side() -> None:
         PlanError, match=r"^the new plan: resource urn:pulumi:other::.*::istio-system is declared twice$"
     ):
         diff_plans({"resources": []}, twice)
+
+
+# A resource moved under another parent keeps its old URN as an alias (components/mesh.py's
+# mesh-mtls, once ControlPlane's): the engine matches the two and records a "same" step.
+OLD_PARENT = "urn:pulumi:dev::istio-mesh::istio-mesh:index:Mesh$istio-mesh:index:ControlPlane::control-plane"
+NEW_PARENT = "urn:pulumi:dev::istio-mesh::istio-mesh:index:Mesh::istio-mesh"
+PEER = "kubernetes:security.istio.io/v1:PeerAuthentication"
+MOVED_FROM = (
+    f"urn:pulumi:dev::istio-mesh::istio-mesh:index:Mesh$istio-mesh:index:ControlPlane${PEER}::mesh-mtls"
+)
+MOVED_TO = f"urn:pulumi:dev::istio-mesh::istio-mesh:index:Mesh${PEER}::mesh-mtls"
+
+
+def _policy(urn: str, parent: str, mode: str, **fields: Any) -> dict[str, Any]:
+    inputs = {"spec": {"mtls": {"mode": mode}}}
+    return {"urn": urn, "type": PEER, "name": "mesh-mtls", "parent": parent, "inputs": inputs, **fields}
+
+
+def test_a_resource_moved_under_its_alias_is_the_same_resource() -> None:
+    old = {"resources": [_policy(MOVED_FROM, OLD_PARENT, "STRICT")]}
+    new = {"resources": [_policy(MOVED_TO, NEW_PARENT, "STRICT", aliases=[MOVED_FROM])]}
+    diff = diff_plans(old, new)
+    assert (diff.resources, diff.unchanged) == ([], 1)
+
+
+def test_a_moved_resource_that_also_changes_is_one_update() -> None:
+    old = {"resources": [_policy(MOVED_FROM, OLD_PARENT, "PERMISSIVE")]}
+    new = {"resources": [_policy(MOVED_TO, NEW_PARENT, "STRICT", aliases=[MOVED_FROM])]}
+    (update,) = diff_plans(old, new).resources
+    assert (update.kind, update.urn) == ("update", MOVED_TO)
+    assert [c.path for c in update.changes] == ["[parent]", "spec.mtls.mode"]
+
+
+def test_without_the_alias_a_move_is_a_delete_and_a_create() -> None:
+    old = {"resources": [_policy(MOVED_FROM, OLD_PARENT, "STRICT")]}
+    new = {"resources": [_policy(MOVED_TO, NEW_PARENT, "STRICT")]}
+    assert sorted((r.kind, r.urn) for r in diff_plans(old, new).resources) == [
+        ("create", MOVED_TO),
+        ("delete", MOVED_FROM),
+    ]
+
+
+def test_an_alias_to_a_urn_still_in_use_moves_nothing() -> None:
+    old = {"resources": [_policy(MOVED_FROM, OLD_PARENT, "STRICT")]}
+    new = {
+        "resources": [
+            _policy(MOVED_FROM, OLD_PARENT, "STRICT"),
+            _policy(MOVED_TO, NEW_PARENT, "STRICT", aliases=[MOVED_FROM]),
+        ]
+    }
+    diff = diff_plans(old, new)
+    assert [(r.kind, r.urn) for r in diff.resources] == [("create", MOVED_TO)]
+    assert diff.unchanged == 1

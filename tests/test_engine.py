@@ -299,3 +299,18 @@ def test_show_loads_only_the_modules_it_uses() -> None:
             "meshplan.stacks",
         ]
     )
+
+
+def test_a_registration_records_the_urns_its_aliases_name() -> None:
+    # mesh-mtls moved from ControlPlane to Mesh (components/mesh.py) with its old parent as alias;
+    # the plan carries the old URN, which is how `meshplan diff` matches it as the engine does.
+    from tests.harness import build
+
+    graph = build("prod")
+    (policy,) = [r for r in graph.resources if r.name == "mesh-mtls"]
+    peer = "kubernetes:security.istio.io/v1:PeerAuthentication"
+    assert policy.aliases == (
+        f"urn:pulumi:prod::istio-mesh::istio-mesh:index:Mesh$istio-mesh:index:ControlPlane${peer}::mesh-mtls",
+    )
+    assert policy.to_plan()["aliases"] == list(policy.aliases)
+    assert "aliases" not in graph.get("kubernetes:core/v1:Namespace", "istio-system").to_plan()
