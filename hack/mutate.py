@@ -139,6 +139,9 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         'return str(resource.get("name") or _urn(resource).rsplit("::", 1)[-1]) :: 1  ->  2': (
             "rsplit from the right gives the same last part whatever its maxsplit"
         ),
+        "type_ = str(resource.get(\"type\") or \"\") :: ''  ->  'mutant'": (
+            "a resource without a type is skipped either way: neither '' nor 'mutant' starts with kubernetes:"
+        ),
         "KIALI_DEFAULT_STRATEGY = \"token\" :: 'token'  ->  ''": (
             "Kiali's default strategy is only compared with anonymous, never shown: '' is not anonymous either"
         ),
