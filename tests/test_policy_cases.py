@@ -221,6 +221,15 @@ def test_a_context_is_one_word_whatever_characters_it_holds(context: str) -> Non
 # --- commands-name-cluster: the flags ----------------------------------------------------------------
 
 
+def test_flags_at_the_end_of_a_call_are_read() -> None:
+    assert lines(restart_with(f"kubectl get ns {TARGET}")) == []
+    call = f"kubectl get ns --kubeconfig {KUBECONFIG} --context kind-other"
+    assert lines(restart_with(call)) == [
+        f"commands-name-cluster: {RESTART_URN}: create: kubectl call `{call}` uses --context kind-other; "
+        f"expected --context {CONTEXT}"
+    ]
+
+
 def test_a_context_flag_without_a_value_is_a_wrong_context() -> None:
     call = f"kubectl --kubeconfig {KUBECONFIG} get ns --context"
     assert lines(restart_with(call)) == [
