@@ -27,6 +27,7 @@ TOP_LEVEL_KEYS = (
     "addons",
     "dashboards",
     "protect",
+    "adopt",
     "environment",
     "security",
     "grafanaAdminPassword",
@@ -291,6 +292,8 @@ class MeshConfig:
     addons: AddonsConfig = AddonsConfig()
     dashboards: tuple[DashboardConfig, ...] = ()
     protect: bool = False
+    # Take over a hand-made installation in the next `up` (components/adoption.py); else it is refused.
+    adopt: bool = False
     environment: str = "development"
     mtls: str | None = None  # STRICT | PERMISSIVE: a mesh-wide PeerAuthentication
     grafana_admin_password: bool = False  # set as a Pulumi secret; the value never enters MeshConfig
@@ -413,6 +416,7 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path) -> MeshConfig:
     addons = _parse_addons(problems, raw.get("addons"), base_dir)
     dashboards = _parse_dashboards(problems, raw.get("dashboards"), addons)
     protect = _typed(problems, raw, "", "protect", bool, False, "expected true or false")
+    adopt = _typed(problems, raw, "", "adopt", bool, False, "expected true or false")
     environment = _typed(
         problems,
         raw,
@@ -449,6 +453,7 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path) -> MeshConfig:
         addons=addons,
         dashboards=dashboards,
         protect=protect,
+        adopt=adopt,
         environment=environment,
         mtls=mtls,
         grafana_admin_password=password_set,

@@ -9,6 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.adoption import Adoption, HandMade
 from components.cluster import kubectl
 from components.cluster_claim import ClusterClaim
 from components.config import ISTIO_NAMESPACE, ClusterConfig, IstioConfig, parse_version
@@ -121,6 +122,7 @@ class ControlPlane(pulumi.ComponentResource):
         cluster: ClusterConfig,
         protect_crds: bool,
         environment: str,
+        hand_made: HandMade | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("istio-mesh:index:ControlPlane", name, None, opts)
@@ -147,13 +149,22 @@ class ControlPlane(pulumi.ComponentResource):
         self.claim = ClusterClaim(
             "cluster-claim", owner=f"{pulumi.get_project()}/{pulumi.get_stack()}", cluster=cluster, opts=child
         )
+        # Then a hand-made installation in the way is refused, or with `adopt` handed over, before
+        # anything changes (components/adoption.py).
+        self.adoption = Adoption(
+            "adoption",
+            cluster=cluster,
+            istio=istio,
+            hand_made=hand_made or HandMade(),
+            opts=after(self.claim),
+        )
         # Then, and everything of the control plane waits for it: a version that skips too many
         # minors is refused in preview, before anything changes.
         self.upgrade_path = UpgradePath(
             "istio-upgrade-path",
             version=istio.crd_version,
             allow_skip=istio.allow_minor_skip,
-            opts=after(self.claim),
+            opts=after(self.claim, self.adoption),
         )
         self.namespace = k8s.core.v1.Namespace(
             ISTIO_NAMESPACE,

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.addons import addon_group
+from components.adoption import HandMade
 from components.config import ISTIO_NAMESPACE, MeshConfig
 from components.control_plane import ControlPlane
 from components.dashboards import access
@@ -59,6 +60,11 @@ class Mesh(pulumi.ComponentResource):
             cluster=config.cluster,
             protect_crds=config.protect,
             environment=config.environment,
+            hand_made=HandMade(
+                adopt=config.adopt,
+                addon_objects=tuple(obj for objects in addon_objects.values() for obj in objects),
+                injected_namespaces=tuple(config.injection.namespaces),
+            ),
             opts=child,
         )
         self.injection = Injection(

@@ -231,6 +231,7 @@ def test_addons_and_gateways_come_out_in_a_fixed_order() -> None:
             "injection.restartWorkloads: got 'yes'; expected true or false",
         ),
         ({"protect": "true"}, "protect: got 'true'; expected true or false"),
+        ({"adopt": "yes"}, "adopt: got 'yes'; expected true or false"),
         ({"security": {"mtls": "strict"}}, "security.mtls: got 'strict'; allowed: STRICT, PERMISSIVE"),
         (
             {"dashboards": {"kiali": {"auth": "none"}}},
@@ -243,7 +244,7 @@ def test_addons_and_gateways_come_out_in_a_fixed_order() -> None:
         (
             {"dashboard": {}},
             "dashboard: got {}; unknown key; allowed keys: cluster, istio, injection, addons, dashboards, "
-            "protect, environment, security, grafanaAdminPassword, kialiSigningKey",
+            "protect, adopt, environment, security, grafanaAdminPassword, kialiSigningKey",
         ),
     ],
 )

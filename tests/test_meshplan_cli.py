@@ -256,7 +256,8 @@ def test_a_top_level_typo_is_the_only_problem(capsys: pytest.CaptureFixture[str]
     assert run.err == (
         "meshplan: error: stack prod: invalid stack configuration (1 problem(s)):\n"
         "  - dashbords: got {'kiali': {'type': 'ClusterIP'}}; unknown key; allowed keys: cluster, istio, "
-        "injection, addons, dashboards, protect, environment, security, grafanaAdminPassword, kialiSigningKey\n"
+        "injection, addons, dashboards, protect, adopt, environment, security, grafanaAdminPassword, "
+        "kialiSigningKey\n"
     )
 
 

@@ -427,9 +427,10 @@ def test_destroy_restores_labels_then_gateways_revisions_base_and_the_namespace(
     assert max(position(istiods)) < order.index("istio-base")
     assert order.index("istio-base") < order.index("istio-system")
     assert max(position(addon_objects)) < order.index("istio-system")
-    # Last, in either order: the provider, and the stack's claim on the cluster, once everything
-    # that waits for it is gone.
-    assert set(order[-2:]) == {"cluster", "cluster-claim"}
+    # Last: the provider, and the adoption then the stack's claim on the cluster (the adoption waits
+    # for the claim), once everything that waits for them is gone.
+    assert order.index("istio-system") < order.index("adoption") < order.index("cluster-claim")
+    assert set(order[-3:]) == {"cluster", "adoption", "cluster-claim"}
 
 
 def test_dev_destroys_labels_before_istiod() -> None:
