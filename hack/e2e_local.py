@@ -437,6 +437,171 @@ def check_destroyed(results: Results, cluster: Cluster, restarted_before: Mappin
     )
 
 
+# --- 0. adopting a cluster set up by hand ---------------------------------------------------------
+
+HAND_MADE_VERSION = "1.20.8"
+HAND_MADE_RELEASES = (
+    ("istio-base", "base", ()),
+    ("istiod", "istiod", ()),
+    ("istio-ingressgateway", "gateway", ("--set", "service.type=NodePort")),
+    ("istio-egressgateway", "gateway", ()),
+)
+HAND_MADE_ADDONS = ("prometheus", "grafana", "jaeger", "kiali")
+KUBECTL_MANAGERS = ("kubectl-client-side-apply", "kubectl", "kubectl-label", "before-first-apply")
+
+
+def install_by_hand(stacks: Stacks) -> None:
+    """The seed's procedure: helm install from the chart repository, label, kubectl apply the addons."""
+    cluster = stacks.cluster
+    for release, chart, values in HAND_MADE_RELEASES:
+        cluster.helm(
+            "install", release, chart, "--repo", stacks.charts, "--version", HAND_MADE_VERSION,
+            "--namespace", ISTIO_NAMESPACE, "--create-namespace", "--wait", "--timeout", "5m", *values,
+        )  # fmt: skip
+    cluster.kubectl("label", "namespace", "default", "istio-injection=enabled", "--overwrite")
+    addons = SHARED / "addons" / HAND_MADE_VERSION
+    cluster.kubectl("apply", *[f"--filename={addons / f'{a}.yaml'}" for a in HAND_MADE_ADDONS])
+
+
+def release_revisions(cluster: Cluster) -> dict[str, tuple[int, str]]:
+    listed = json.loads(cluster.helm("list", "--all-namespaces", "--output=json"))
+    return {r["name"]: (int(r["revision"]), r["status"]) for r in listed}
+
+
+def addon_managers(cluster: Cluster) -> dict[str, list[str]]:
+    """Each addon object of the manifests, by kind/name: its field managers and last-applied annotation."""
+    result: dict[str, list[str]] = {}
+    for addon in HAND_MADE_ADDONS:
+        path = SHARED / "addons" / HAND_MADE_VERSION / f"{addon}.yaml"
+        listed = cluster.get("--filename", str(path), "--show-managed-fields")
+        for obj in listed.get("items", [listed]):
+            metadata = obj["metadata"]
+            # A status is its controller's (kube-controller-manager), never an owner of the object.
+            fields = [m for m in metadata.get("managedFields") or [] if m.get("subresource") != "status"]
+            managers = sorted({m["manager"] for m in fields})
+            if "kubectl.kubernetes.io/last-applied-configuration" in (metadata.get("annotations") or {}):
+                managers.append("last-applied-configuration")
+            result[f"{obj['kind']}/{metadata['name']}"] = managers
+    return result
+
+
+def scenario_adopt(results: Results, stacks: Stacks) -> None:
+    cluster = stacks.cluster
+    cluster.kubectl("apply", "--filename=-", stdin=APPLICATION)
+    with timed("0. adopt: Istio 1.20.8 installed by hand (helm install, kubectl apply)"):
+        install_by_hand(stacks)
+    with stacks.deployed(results, "adopt", stacks.config(ROOT / "Pulumi.dev.yaml")) as stack:
+        _scenario_adopt(results, stacks, stack)
+
+
+def _scenario_adopt(results: Results, stacks: Stacks, stack: auto.Stack) -> None:
+    cluster = stacks.cluster
+    before = release_revisions(cluster)
+    managers_before = addon_managers(cluster)
+    print(f"    hand-made releases: {before}", flush=True)
+    with timed("0. adopt: preview and up without `adopt` are refused before anything changes"):
+        for operation in ("preview", "up"):
+            output: list[str] = []
+            text = ""
+            try:
+                getattr(stack, operation)(on_output=output.append, color="never")
+                refused, detail = False, f"the {operation} succeeded"
+            except auto.CommandError as error:
+                text = "\n".join(output) + str(error)
+                refused = (
+                    "this cluster holds an Istio installation made by hand" in text
+                    and all(f"Helm release {ISTIO_NAMESPACE}/{r}" in text for r in before)
+                    and f"{ISTIO_NAMESPACE}/deployment.apps/kiali (an addon object applied by kubectl)"
+                    in text
+                    and "pulumi config set istio-mesh:adopt true" in text
+                )
+                detail = text[-1500:]
+            if (
+                results.check(
+                    f"adopt: pulumi {operation} without adopt is refused, naming what is in the way",
+                    refused,
+                    detail,
+                )
+                and operation == "preview"
+            ):
+                start = text.index("this cluster holds")
+                for line in text[start:].splitlines()[:8]:
+                    log_output(line)
+        state = stack.export_stack().deployment or {}
+        created = [r["urn"] for r in state.get("resources", []) if r["type"].startswith("kubernetes:")]
+        labels = cluster.get("namespace", ISTIO_NAMESPACE)["metadata"].get("labels", {})
+        results.check(
+            "adopt: ... and nothing changed (releases, addon objects' managers, istio-system, state)",
+            release_revisions(cluster) == before
+            and addon_managers(cluster) == managers_before
+            and "istio-mesh/environment" not in labels
+            and not created,
+            f"{release_revisions(cluster)} {created[:5]} {labels}",
+        )
+    with timed("0. adopt: pulumi up with adopt: true"):
+        stack = stacks.stack("adopt", stacks.config(ROOT / "Pulumi.dev.yaml", {"adopt": True}))
+        if (
+            attempt(
+                results, "adopt: pulumi up with adopt", lambda: stack.up(on_output=log_output, color="never")
+            )
+            is None
+        ):
+            return
+        check_hand_made_state(
+            results, cluster, ["istio-base", "istiod", "istio-ingressgateway", "istio-egressgateway"]
+        )
+        after = release_revisions(cluster)
+        results.check(
+            "adopt: each release is the stack's own, a first revision, deployed",
+            after == {r: (1, "deployed") for r in before},
+            str(after),
+        )
+        istiod = cluster.get("deployment", "istiod", "--namespace", ISTIO_NAMESPACE)
+        annotations = istiod["metadata"].get("annotations", {})
+        results.check(
+            "adopt: istiod's Deployment (made by hand) belongs to the release istiod",
+            annotations.get("meta.helm.sh/release-name") == "istiod",
+            str(annotations),
+        )
+        managers = addon_managers(cluster)
+        shared = {k: v for k, v in managers.items() if len(v) != 1 or v[0] in KUBECTL_MANAGERS}
+        results.check(
+            "adopt: every addon object has one field manager, the stack's (no kubectl, no last-applied)",
+            bool(managers) and not shared,
+            str(dict(list(shared.items())[:6])),
+        )
+        ns = cluster.get("namespace", "default", "--show-managed-fields")["metadata"]
+        label_owners = sorted(
+            m["manager"]
+            for m in ns.get("managedFields") or []
+            if "f:istio-injection" in json.dumps(m.get("fieldsV1", {}))
+        )
+        results.check(
+            "adopt: default's istio-injection label has one owner, the stack's NamespacePatch",
+            len(label_owners) == 1 and label_owners[0] not in KUBECTL_MANAGERS,
+            str(label_owners),
+        )
+    with timed("0. adopt: without adopt again, nothing to do"):
+        stack = stacks.stack("adopt", stacks.config(ROOT / "Pulumi.dev.yaml"))
+        for operation in ("up", "preview", "refresh"):
+            attempt(
+                results,
+                f"adopt: pulumi {operation} --expect-no-changes",
+                functools.partial(
+                    getattr(stack, operation), expect_no_changes=True, on_output=log_output, color="never"
+                ),
+            )
+    with timed("0. adopt: pulumi destroy"):
+        restarted = {
+            kind: restarted_at(cluster, kind, name)
+            for kind, name in (("deployment", "web"), ("statefulset", "db"))
+        }
+        if attempt(
+            results, "adopt: pulumi destroy", lambda: stack.destroy(on_output=log_output, color="never")
+        ):
+            check_destroyed(results, cluster, restarted)
+
+
 # --- 3. meshplan against the engine -------------------------------------------------------------
 
 
@@ -984,6 +1149,7 @@ def _outage_in_the_middle_of_an_up(results: Results, stacks: Stacks, stack: auto
 # In this order: Istio's CRDs stay after a destroy, and a later stack may only move them forward
 # (the API server refuses to drop a stored version), so the 1.20.8 stacks come first.
 SCENARIOS: dict[str, Callable[[Results, Stacks], None]] = {
+    "adopt": scenario_adopt,
     "dev": scenario_dev,
     "faults": scenario_faults,
     "meshplan": scenario_meshplan,
