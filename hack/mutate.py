@@ -63,14 +63,26 @@ COVERING_TESTS: dict[str, list[str]] = {
         "tests/test_revisions.py",
         "tests/test_oracle_charts.py",
     ],
-    "components/injection.py": ["tests/test_outputs.py", "tests/test_graph.py", "tests/test_revisions.py"],
+    "components/injection.py": [
+        "tests/test_outputs.py",
+        "tests/test_graph.py",
+        "tests/test_revisions.py",
+        "tests/test_mtls.py",
+    ],
     "components/control_plane.py": [
         "tests/test_control_plane.py",
         "tests/test_outputs.py",
         "tests/test_graph.py",
         "tests/test_revisions.py",
         "tests/test_cli_lines.py",
+        "tests/test_tag_ca_bundle.py",
+        "tests/test_release_recovery.py",
+        "tests/test_cluster_claim.py",
+        "tests/test_mtls.py",
     ],
+    "components/release_recovery.py": ["tests/test_release_recovery.py"],
+    "components/cluster_claim.py": ["tests/test_cluster_claim.py"],
+    "meshplan/provider_check.py": ["tests/test_provider_check.py", "tests/test_graph.py"],
     "components/dashboards.py": ["tests/test_graph.py", "tests/test_hardening.py", "tests/test_config.py"],
     "components/config.py": ["tests/test_config.py", "tests/test_graph.py", "tests/test_revisions.py"],
     "policy/rules.py": [
@@ -90,11 +102,19 @@ COVERING_TESTS: dict[str, list[str]] = {
 # Survivors no test can kill because the program behaves the same, keyed by module and by
 # `equivalence_key` (printed with each survivor), with the reason. They are reported, and counted
 # apart from the killed.
-_UNUSED_OPTS = "the default of `opts` is never used: Mesh passes opts to every component"
+_UNUSED_OPTS = "the default of `opts` is never used: the program passes opts to every resource it makes"
 _NARROWING = "the assert only narrows the type for pyright: config validation guarantees it (test_config.py)"
 _UNREAD = (
     "an attribute kept for callers that nothing in the program reads; the resource is registered either way"
 )
+_NO_REPLACES = (
+    "delete_before_replace says how to replace; with `replaces` always empty, nothing is ever replaced"
+)
+_NO_SUCH_OWNER = (
+    "the default is only compared with a claim's owner, which is always <project>/<stack> (with a "
+    "slash), never the text 'mutant'"
+)
+_NOT_PENDING = "an empty history's status: None and 'mutant' are both not pending, so nothing is recovered"
 _DEBUG_REPR = "MISSING's repr is for debugging only: show_value prints (none) for MISSING itself"
 _UNREAD_STRATEGY = (
     "the strategy returned with a reason it cannot be read: the Kiali rule reports the reason and never "
@@ -182,10 +202,24 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             _NARROWING
         ),
     },
+    "components/cluster_claim.py": {
+        "return pulumi.dynamic.DiffResult(changes=changed, replaces=[], delete_before_replace=False) :: "
+        "False  ->  True": _NO_REPLACES,
+        "def _write(props: dict[str, Any], previous: str | None = None) -> None: :: None  ->  'mutant'": (
+            _NO_SUCH_OWNER
+        ),
+        "self, name: str, *, owner: str, cluster: ClusterConfig, opts: pulumi.ResourceOptions | None = None :: "
+        "None  ->  'mutant'": _UNUSED_OPTS,
+    },
+    "components/release_recovery.py": {
+        "return pulumi.dynamic.DiffResult(changes=changed, replaces=[], delete_before_replace=False) :: "
+        "False  ->  True": _NO_REPLACES,
+        "status = revisions[-1].get(\"status\") if revisions else None :: None  ->  'mutant'": _NOT_PENDING,
+        "opts: pulumi.ResourceOptions | None = None, :: None  ->  'mutant'": _UNUSED_OPTS,
+    },
     "components/injection.py": {
         "opts: pulumi.ResourceOptions | None = None, :: None  ->  'mutant'": _UNUSED_OPTS,
         "self.uninjects.append(uninject) :: delete: self.uninjects.append(uninject)": _UNREAD,
-        "self.labels.append(label) :: delete: self.labels.append(label)": _UNREAD,
         "assert revision is not None  # validated: revisions always have a default revision :: "
         "delete: assert revision is not None": _NARROWING,
         "assert revision is not None  # validated: revisions always have a default revision :: "

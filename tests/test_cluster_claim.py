@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from components import cluster_claim
 from components.cluster_claim import ClaimError, ClusterClaimProvider
 from meshplan.engine import CONFIG_GROUP
 from tests.harness import build
@@ -136,3 +137,71 @@ def test_a_renamed_stack_keeps_its_cluster(tmp_path: Path) -> None:
     assert ClusterClaimProvider().check(before, renamed).failures == []
     ClusterClaimProvider().update("kube-system/istio-mesh-owner", before, renamed)
     assert json.loads((tmp_path / "written.json").read_text())["data"] == {"stack": "istio-mesh/dev-eu"}
+
+
+def test_the_claim_is_read_with_no_input_and_within_two_minutes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A read that would take stdin as the owner finds no owner: kubectl gets no input.
+    props = {
+        **_props(tmp_path, None),
+        "read": 'line=$(cat); [ -z "$line" ] || printf \'{"data":{"stack":"%s"}}\' "$line"',
+    }
+    assert cluster_claim.current_owner(props) is None
+    timeouts: list[int] = []
+    real = cluster_claim.run_bash
+    monkeypatch.setattr(cluster_claim, "run_bash", lambda *a, **k: timeouts.append(a[1]) or real(*a, **k))
+    cluster_claim.current_owner(_props(tmp_path, None))
+    assert timeouts == [120]
+
+
+def test_a_claim_without_its_stack_key_belongs_to_no_stack_of_ours(tmp_path: Path) -> None:
+    props = {**_props(tmp_path, None), "read": "echo '{\"data\": {}}'"}
+    failures = ClusterClaimProvider().check({}, props).failures
+    assert [f.reason for f in failures] == [
+        "this cluster is owned by stack  (ConfigMap kube-system/istio-mesh-owner), not istio-mesh/dev: "
+        "two stacks on one cluster would undo each other's changes. Deploy this stack to another "
+        "cluster, or `pulumi destroy`  first"
+    ]
+
+
+def test_the_written_claim_is_the_same_text_every_time(tmp_path: Path) -> None:
+    ClusterClaimProvider().create(_props(tmp_path, None))
+    assert (tmp_path / "written.json").read_text() == (
+        '{"apiVersion": "v1", "data": {"stack": "istio-mesh/dev"}, "kind": "ConfigMap", "metadata": '
+        '{"labels": {"app.kubernetes.io/managed-by": "istio-mesh"}, "name": "istio-mesh-owner", '
+        '"namespace": "kube-system"}}'
+    )
+
+
+def test_a_renamed_stack_whose_claim_was_deleted_by_hand_claims_again(tmp_path: Path) -> None:
+    before = _props(tmp_path, None)
+    renamed = {**before, "owner": "istio-mesh/dev-eu"}
+    assert ClusterClaimProvider().check(before, renamed).failures == []
+    updated = ClusterClaimProvider().update("kube-system/istio-mesh-owner", before, renamed)
+    assert updated.outs == {k: renamed[k] for k in ("owner", "read", "write", "release")}
+    assert json.loads((tmp_path / "written.json").read_text())["data"] == {"stack": "istio-mesh/dev-eu"}
+
+
+def test_create_records_exactly_its_inputs(tmp_path: Path) -> None:
+    props = _props(tmp_path, None)
+    assert ClusterClaimProvider().create({**props, "__provider": "x"}).outs == props
+
+
+@pytest.mark.parametrize("phase", ["write", "release"])
+def test_a_failed_write_or_release_is_an_error_naming_the_command(tmp_path: Path, phase: str) -> None:
+    claimed_by = None if phase == "write" else "istio-mesh/dev"
+    props = {**_props(tmp_path, claimed_by), phase: "echo 'Forbidden' >&2; exit 1"}
+    with pytest.raises(ClaimError) as raised:
+        if phase == "write":
+            ClusterClaimProvider().create(props)
+        else:
+            ClusterClaimProvider().delete("kube-system/istio-mesh-owner", props)
+    assert str(raised.value) == "echo 'Forbidden' >&2; exit 1: Forbidden"
+
+
+def test_an_unreadable_claim_names_the_command_and_kubectls_words(tmp_path: Path) -> None:
+    props = {**_props(tmp_path, None), "read": "echo 'connection refused' >&2; exit 1"}
+    with pytest.raises(ClaimError) as raised:
+        cluster_claim.current_owner(props)
+    assert str(raised.value) == "echo 'connection refused' >&2; exit 1: connection refused"

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from components.release_recovery import RecoveryError, ReleaseRecoveryProvider
+from components import release_recovery
+from components.release_recovery import RecoveryError, ReleaseRecoveryProvider, pending_status
 from tests.harness import RELEASE, build
 
 RECOVERY = "pulumi-python:dynamic/istio-mesh:ReleaseRecovery"
@@ -125,3 +126,58 @@ def test_a_failed_rollback_says_why_the_release_needed_it(tmp_path: Path) -> Non
         "release istio-system/istiod is pending-upgrade (an earlier operation was interrupted) "
         "and echo nope; exit 3 failed: nope"
     )
+
+
+def test_create_recovers_a_release_left_pending_before_the_stack_knew_it(tmp_path: Path) -> None:
+    props = _props(tmp_path, [{"revision": 4, "status": "pending-upgrade"}])
+    created = ReleaseRecoveryProvider().create({**props, "__provider": "x"})
+    assert _ran(tmp_path) == ["rollback"]
+    assert created.outs == props
+
+
+def test_update_records_exactly_its_inputs(tmp_path: Path) -> None:
+    props = _props(tmp_path, [{"revision": 1, "status": "deployed"}])
+    assert (
+        ReleaseRecoveryProvider().update("istio-system/istiod", props, {**props, "__provider": "x"}).outs
+        == props
+    )
+
+
+def test_an_empty_history_is_nothing_to_recover(tmp_path: Path) -> None:
+    assert pending_status(_props(tmp_path, "true")) is None
+    assert pending_status(_props(tmp_path, [])) is None
+
+
+def test_helm_runs_within_five_minutes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    timeouts: list[int] = []
+    real = release_recovery.run_bash
+    monkeypatch.setattr(release_recovery, "run_bash", lambda *a, **k: timeouts.append(a[1]) or real(*a, **k))
+    pending_status(_props(tmp_path, [{"revision": 1, "status": "deployed"}]))
+    assert timeouts == [300]
+
+
+def test_helms_failure_is_reported_with_the_command(tmp_path: Path) -> None:
+    props = _props(tmp_path, "echo 'Error: Kubernetes cluster unreachable' >&2; exit 1")
+    with pytest.raises(RecoveryError) as raised:
+        pending_status(props)
+    assert str(raised.value) == (
+        "echo 'Error: Kubernetes cluster unreachable' >&2; exit 1: Error: Kubernetes cluster unreachable"
+    )
+
+
+def test_a_failed_rollback_repeats_the_last_2000_characters_of_its_output(tmp_path: Path) -> None:
+    props = {
+        **_props(tmp_path, [{"revision": 2, "status": "pending-upgrade"}]),
+        "rollback": "printf 'a%.0s' $(seq 1 1000); printf 'b%.0s' $(seq 1 2000); exit 1",
+    }
+    with pytest.raises(RecoveryError) as raised:
+        ReleaseRecoveryProvider().update("istio-system/istiod", props, props)
+    assert str(raised.value).endswith(" failed: " + "b" * 2000)
+
+
+def test_a_recovery_says_what_it_did(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    said: list[str] = []
+    monkeypatch.setattr(release_recovery.pulumi.log, "info", lambda message, *_, **__: said.append(message))
+    props = _props(tmp_path, [{"revision": 2, "status": "pending-install"}])
+    ReleaseRecoveryProvider().update("istio-system/istiod", props, props)
+    assert said == [f"release istio-system/istiod was pending-install: {props['uninstall']}"]
