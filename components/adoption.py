@@ -249,7 +249,7 @@ class AdoptionProvider(pulumi.dynamic.ResourceProvider):
         if olds:  # in the stack's state: the cluster is the stack's own
             return pulumi.dynamic.CheckResult(news, [])
         message = refusal(read(self.settings), bool(self.settings["adopt"]))
-        failures = [pulumi.dynamic.CheckFailure("adopt", message)] if message else []
+        failures = [pulumi.dynamic.CheckFailure("namespace", message)] if message else []
         return pulumi.dynamic.CheckResult(news, failures)
 
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:

@@ -287,7 +287,7 @@ def _settings(tmp_path: Path, *, adopt: bool, namespace: Any = HAND_MADE_NAMESPA
 def test_check_refuses_a_hand_made_installation_without_adopt(tmp_path: Path) -> None:
     provider = AdoptionProvider(_settings(tmp_path, adopt=False))
     result = provider.check({}, {"namespace": "istio-system"})
-    assert [f.property for f in result.failures] == ["adopt"]
+    assert [f.property for f in result.failures] == ["namespace"]
     assert result.failures[0].reason.startswith("this cluster holds an Istio installation made by hand")
     assert "Helm release istio-system/istiod\n" in result.failures[0].reason
     # In the state already: nothing is read, nothing refused.
