@@ -115,6 +115,12 @@ _NO_SUCH_OWNER = (
     "slash), never the text 'mutant'"
 )
 _NOT_PENDING = "an empty history's status: None and 'mutant' are both not pending, so nothing is recovered"
+_NO_FLOATS = "no built-in Kubernetes type has a float field (meshplan/kube_types.json has none)"
+_DECIMAL_IS_THE_REST = (
+    "a quantity's form is binary, exponent, or else decimal: any other text prints as decimal"
+)
+_FALSY = "the last `return False` of a predicate: None, which deleting it returns, is as false"
+_PRECISION = "60 digits or 61: both hold exa with nano precision, and nothing larger is modelled"
 _DEBUG_REPR = "MISSING's repr is for debugging only: show_value prints (none) for MISSING itself"
 _UNREAD_STRATEGY = (
     "the strategy returned with a reason it cannot be read: the Kiali rule reports the reason and never "
@@ -201,6 +207,15 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "assert revision is not None  # validated: revisions always have a default :: None  ->  'mutant'": (
             _NARROWING
         ),
+    },
+    "meshplan/provider_check.py": {
+        "if spec in (\"int\", \"float\"): :: 'float'  ->  ''": _NO_FLOATS,
+        "amount, form = number.scaleb(exponent), \"decimal\" :: 'decimal'  ->  ''": _DECIMAL_IS_THE_REST,
+        'form = "decimal"  # small or fractional binary amounts print as decimal, without rounding :: '
+        "'decimal'  ->  ''": _DECIMAL_IS_THE_REST,
+        "return False :: delete: return False": _FALSY,
+        "with localcontext(prec=60):  # exa with nano precision needs more than the default 28 digits :: "
+        "60  ->  61": _PRECISION,
     },
     "components/cluster_claim.py": {
         "return pulumi.dynamic.DiffResult(changes=changed, replaces=[], delete_before_replace=False) :: "

@@ -118,9 +118,7 @@ def checked_inputs(
     inputs = dict(_skip_nulls(inputs))
     if type_ == RELEASE_TYPE:
         return _release(inputs, default_namespace)
-    if type_.startswith("kubernetes:helm.sh/"):
-        return dict(inputs)
-    return _kubernetes_object(inputs, unknown, secret)
+    return _kubernetes_object(inputs, unknown, secret)  # anything without a kind goes through as it is
 
 
 def _skip_nulls(value: Any) -> Any:
@@ -283,7 +281,7 @@ def _canonical(number: Decimal, suffix: str) -> str:
         amount, form = number.scaleb(exponent), "decimal"
     amount = amount.quantize(Decimal("1e-9"), rounding=ROUND_CEILING)
     if amount == 0:
-        return "0"
+        return "0"  # "-0" too
     if form == "binary" and (abs(amount) < 1024 or amount != amount.to_integral_value()):
         form = "decimal"  # small or fractional binary amounts print as decimal, without rounding
     if form == "binary":

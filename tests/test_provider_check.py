@@ -99,7 +99,14 @@ def test_a_built_in_object_drops_empty_omitempty_fields_unknown_fields_and_read_
     sent = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": "prometheus", "annotations": {}, "creationTimestamp": None, "uid": "x"},
+        "metadata": {
+            "name": "prometheus",
+            "annotations": {},
+            "creationTimestamp": None,
+            "uid": "x",
+            "generation": 3,
+            "resourceVersion": "7",
+        },
         "spec": {
             "replicas": 0,  # *int32: set, so kept
             "strategy": {"rollingUpdate": None, "type": "Recreate"},
@@ -181,6 +188,13 @@ def test_quantities_take_their_canonical_form() -> None:
         ("12e6", "12e6"),
         ("1E", "1E"),
         ("0Mi", "0"),
+        ("-0", "0"),
+        ("5u", "5u"),
+        ("3P", "3P"),
+        ("0.1Ki", "102400m"),
+        ("1Ki", "1Ki"),
+        ("1023Ki", "1023Ki"),
+        ("1.0001Ki", "1024102400u"),
         (2, "2"),
     ],
 )
@@ -270,3 +284,84 @@ def test_nulls_are_skipped_in_maps_before_anything_else() -> None:
         "kind": "ConfigMap",
         "metadata": {"name": "c"},
     }
+
+
+def test_a_release_keeps_max_history() -> None:
+    assert check(RELEASE, {"chart": "base", "maxHistory": 5})["maxHistory"] == 5
+
+
+@pytest.mark.parametrize("type_", ["random:index:RandomPassword", "kubernetes:yaml/v2:ConfigFile"])
+def test_other_types_are_recorded_as_sent_nulls_and_all(type_: str) -> None:
+    assert check(type_, {"a": None, "b": [1]}) == {"a": None, "b": [1]}
+
+
+def test_nulls_inside_lists_are_skipped_too() -> None:
+    sent = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": None, "args": ["x", None]}]}}},
+    }
+    checked = check(DEPLOYMENT, sent)
+    assert checked["spec"]["template"]["spec"]["containers"] == [{"name": "c", "args": ["x", None]}]
+
+
+def test_only_a_v1_crd_is_normalized_as_one() -> None:
+    sent = {
+        "apiVersion": "apiextensions.k8s.io/v1beta1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "x"},
+        "spec": {"preserveUnknownFields": False},
+        "status": {},
+    }
+    assert check("kubernetes:apiextensions.k8s.io/v1beta1:CustomResourceDefinition", sent) == sent
+
+
+def test_string_data_joins_the_secrets_data() -> None:
+    sent = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s"},
+        "data": {"a": "YQ=="},
+        "stringData": {"b": "b"},
+    }
+    assert check("kubernetes:core/v1:Secret", sent)["data"] == {"a": "YQ==", "b": "Yg=="}
+
+
+def test_int_or_string_fields_keep_what_they_were_given() -> None:
+    sent = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "s"},
+        "spec": {"ports": [{"port": 80, "targetPort": "http"}, {"port": 81, "targetPort": 8081}]},
+    }
+    assert check("kubernetes:core/v1:Service", sent) == sent
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("spec", "template", "spec", "containers"), {"name": "c"}),  # a list given a map
+        (("metadata", "labels"), ["a"]),  # a map given a list
+        (("spec", "template", "spec", "containers"), [{"name": 7}]),  # a string given a number
+        (("spec", "template", "spec", "containers"), [{"name": "c", "stdin": "yes"}]),  # a bool, text
+        (("spec", "replicas"), True),  # an int given a bool
+        (
+            ("spec", "template", "spec", "containers"),
+            [{"name": "c", "resources": {"limits": {"cpu": "lots"}}}],
+        ),
+    ],
+)
+def test_a_value_that_does_not_fit_keeps_the_whole_object_as_sent(path: tuple[str, ...], value: Any) -> None:
+    sent: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d", "annotations": {}},
+        "spec": {"paused": False, "template": {"spec": {}}},
+    }
+    target = sent
+    for key in path[:-1]:
+        target = target.setdefault(key, {})
+    target[path[-1]] = value
+    # Kept as sent: the empty annotations and the false `paused` stay, which conversion would drop.
+    assert check(DEPLOYMENT, sent) == sent
