@@ -485,9 +485,47 @@ def addon_managers(cluster: Cluster) -> dict[str, list[str]]:
     return result
 
 
+ISTIOCTL_LIKE = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: istio-system}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: istiod, namespace: istio-system, labels: {app: istiod, install.operator.istio.io/owning-resource: installed-state}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: istiod}}
+  template:
+    metadata: {labels: {app: istiod}}
+    spec: {containers: [{name: discovery, image: registry.invalid/pilot:1.20.8}]}
+"""
+
+
 def scenario_adopt(results: Results, stacks: Stacks) -> None:
     cluster = stacks.cluster
     cluster.kubectl("apply", "--filename=-", stdin=APPLICATION)
+    with timed(
+        "0. adopt: an istiod without a Helm release (as istioctl installs it) is refused, adopt or not"
+    ):
+        # No istioctl in the toolchain: its istiod Deployment, with no Helm release, stands in for it.
+        cluster.kubectl("apply", "--filename=-", stdin=ISTIOCTL_LIKE)
+        stack = stacks.stack("adopt", stacks.config(ROOT / "Pulumi.dev.yaml", {"adopt": True}))
+        output: list[str] = []
+        try:
+            stack.preview(on_output=output.append, color="never")
+            refused, detail = False, "the preview passed"
+        except auto.CommandError as error:
+            text = "\n".join(output) + str(error)
+            refused = (
+                "Deployment istio-system/istiod exists without a Helm release istiod" in text
+                and "`istioctl uninstall --purge`" in text
+            )
+            detail = text[-800:]
+        results.check("adopt: an istiod no Helm release owns is refused even with adopt", refused, detail)
+        stack.workspace.remove_stack("adopt")
+        # Gone again, istio-system too: the seed's helm install creates it (--create-namespace).
+        cluster.kubectl("delete", "--filename=-", "--wait", "--timeout=120s", stdin=ISTIOCTL_LIKE)
     with timed("0. adopt: Istio 1.20.8 installed by hand (helm install, kubectl apply)"):
         install_by_hand(stacks)
     with stacks.deployed(results, "adopt", stacks.config(ROOT / "Pulumi.dev.yaml")) as stack:
@@ -573,6 +611,12 @@ def _scenario_adopt(results: Results, stacks: Stacks, stack: auto.Stack) -> None
             "adopt: istiod's Deployment (made by hand) belongs to the release istiod",
             annotations.get("meta.helm.sh/release-name") == "istiod",
             str(annotations),
+        )
+        namespace = cluster.get("namespace", ISTIO_NAMESPACE, "--show-managed-fields")["metadata"]
+        print(
+            "    istio-system's field managers (helm created it): "
+            f"{sorted({m['manager'] for m in namespace.get('managedFields') or []})}",
+            flush=True,
         )
         managers = addon_managers(cluster)
         shared = {k: v for k, v in managers.items() if len(v) != 1 or v[0] in KUBECTL_MANAGERS}
