@@ -28,10 +28,10 @@ create hands the installation over instead, and the rest of the same `up` instal
   stack moments later, with the stack as its one field manager. The addons keep nothing across a
   restart (their storage is `emptyDir`), so what is lost is what any restart loses.
 
-What can't be adopted is refused whatever `adopt` says: a Helm release that isn't `deployed` (an
-interrupted operation: `helm rollback` or `helm uninstall` it first), and an Istio Deployment
-(`istiod`, a gateway) with no Helm release of its name (an istioctl install: `istioctl uninstall
---purge` first). The cluster is the stack's own, and nothing is read or changed, when istio-system
+What can't be adopted is refused whatever `adopt` says: a Helm release that isn't `deployed` (a
+failed or interrupted operation: `helm rollback` or `helm uninstall` it first), and an Istio
+Deployment (`istiod`, a gateway) with no Helm release of its name (an istioctl install:
+`istioctl uninstall --purge` first). The cluster is the stack's own, and nothing is read or changed, when istio-system
 carries the stack's `istio-mesh/environment` label or when the Adoption is already in the state.
 """
 
@@ -119,8 +119,9 @@ def findings(
         return Findings(own=True)
     helm_releases = {r["name"]: r.get("status", "") for r in listed_releases if r.get("name") in releases}
     blocked = [
-        f"Helm release {ISTIO_NAMESPACE}/{name} is {status}, not deployed (an interrupted operation): "
-        f"`helm rollback {name} -n {ISTIO_NAMESPACE}` or `helm uninstall {name} -n {ISTIO_NAMESPACE}` first"
+        f"Helm release {ISTIO_NAMESPACE}/{name} is {status}, not deployed (an operation failed or was "
+        f"interrupted): `helm rollback {name} -n {ISTIO_NAMESPACE}` or `helm uninstall {name} -n "
+        f"{ISTIO_NAMESPACE}` first"
         for name, status in sorted(helm_releases.items())
         if status != "deployed"
     ]

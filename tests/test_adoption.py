@@ -195,8 +195,8 @@ def test_a_pending_release_and_an_istioctl_install_are_refused_even_with_adopt()
     ]
     found = findings(HAND_MADE_NAMESPACE, listed, DEPLOYMENTS, [], DEV_RELEASES)
     assert found.blocked == (
-        "Helm release istio-system/istio-ingressgateway is pending-upgrade, not deployed (an interrupted "
-        "operation): `helm rollback istio-ingressgateway -n istio-system` or `helm uninstall "
+        "Helm release istio-system/istio-ingressgateway is pending-upgrade, not deployed (an operation "
+        "failed or was interrupted): `helm rollback istio-ingressgateway -n istio-system` or `helm uninstall "
         "istio-ingressgateway -n istio-system` first",
         "Deployment istio-system/istio-egressgateway exists without a Helm release istio-egressgateway (an "
         "istioctl or kubectl install, which Helm can't adopt): `istioctl uninstall --purge` (or delete it) first",
