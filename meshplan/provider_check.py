@@ -267,8 +267,51 @@ def canonical_quantity(value: Any) -> Any:
     match = _QUANTITY.match(text) if isinstance(text, str) else None
     if match is None:
         raise _NotConvertible
+    if _kept_as_written(match.group(1), match.group(2) or ""):
+        return text
     with localcontext(prec=60):  # exa with nano precision needs more than the default 28 digits
         return _canonical(Decimal(match.group(1)), match.group(2) or "")
+
+
+_INT64_MAX = 2**63 - 1
+_MAX_INT64_FACTORS = 18  # quantity.go, maxInt64Factors
+
+
+def _kept_as_written(number: str, suffix: str) -> bool:
+    """Whether `ParseQuantity` keeps the text as written, which `String()` then prints unchanged.
+
+    Its fast path (quantity.go, `ParseQuantity`: "if the number is in canonical form, reuse the
+    string") keeps a text whose value fits an int64 at nano scale and that looks canonical: a binary
+    amount with no fraction whose value is not a multiple of 8; a decimal one whose scale is a
+    multiple of 3, whose digits don't start with 0 or end with 000. So `1E-3` stays `1E-3`, where
+    the canonical form would be `1e-3`.
+    """
+    digits = number.lstrip("+-")
+    whole, _, fraction = digits.partition(".")
+    if not whole or not whole.isdigit() or (fraction and not fraction.isdigit()):
+        return False
+    whole = whole.lstrip("0") or "0"  # parseQuantityString skips leading zeros
+    if suffix in _BINARY_SUFFIXES[1:]:
+        exponent = 10 * _BINARY_SUFFIXES.index(suffix)
+        if fraction or 15 - len(whole) - int(exponent * 3 / 10) - 1 < 0:
+            return False
+        value = int(whole)
+        return value << exponent <= _INT64_MAX and exponent % 10 == 0 and value & 0x07 != 0
+    if suffix[:1] in ("e", "E") and len(suffix) > 1:
+        scale = int(suffix[1:])
+    else:
+        scale = {v: k for k, v in _DECIMAL_SUFFIXES.items()}[suffix]
+    if _MAX_INT64_FACTORS - len(whole + fraction) < 0:
+        return False
+    scale -= len(fraction)
+    shifted = whole + fraction
+    return (
+        scale >= -9
+        and int(shifted) <= _INT64_MAX
+        and scale % 3 == 0
+        and not shifted.endswith("000")
+        and shifted[0] != "0"
+    )
 
 
 def _canonical(number: Decimal, suffix: str) -> str:
