@@ -82,6 +82,7 @@ COVERING_TESTS: dict[str, list[str]] = {
     ],
     "components/release_recovery.py": ["tests/test_release_recovery.py"],
     "components/cluster_claim.py": ["tests/test_cluster_claim.py"],
+    "components/adoption.py": ["tests/test_adoption.py"],
     "meshplan/provider_check.py": ["tests/test_provider_check.py", "tests/test_graph.py"],
     "components/dashboards.py": ["tests/test_graph.py", "tests/test_hardening.py", "tests/test_config.py"],
     "components/config.py": ["tests/test_config.py", "tests/test_graph.py", "tests/test_revisions.py"],
