@@ -167,7 +167,8 @@ def test_quantities_take_their_canonical_form() -> None:
 
 
 # What k8s.io/apimachinery v0.33.3 prints for each (`resource.MustParse(s).String()`, run with Go):
-# canonical forms, and the texts its parser keeps as written because they look canonical.
+# canonical forms, and the texts its parser keeps as written because they look canonical. (Amounts
+# beyond an int64 of nano units, which apimachinery clamps, are not modelled.)
 QUANTITIES = [
     ("0.1", "100m"),
     ("1000m", "1"),
@@ -234,6 +235,18 @@ QUANTITIES = [
     ("00.5e3", "500"),
     ("010Ki", "010Ki"),
     ("0100m", "0100m"),
+    ("1.5Ki", "1536"),
+    ("2G", "2G"),
+    ("123456789012345678", "123456789012345678"),
+    ("1234567890123456789", "1234567890123456789"),
+    ("9223372036854775807", "9223372036854775807"),
+    ("1Pi", "1Pi"),
+    ("1000Pi", "1000Pi"),
+    ("1.5e3", "1500"),
+    ("1e-12", "1e-9"),
+    ("1000n", "1u"),
+    ("1500n", "1500n"),
+    ("999n", "999n"),
     (2, "2"),  # a number in YAML
 ]
 
@@ -387,6 +400,9 @@ def test_int_or_string_fields_keep_what_they_were_given() -> None:
         (("spec", "template", "spec", "containers"), [{"name": 7}]),  # a string given a number
         (("spec", "template", "spec", "containers"), [{"name": "c", "stdin": "yes"}]),  # a bool, text
         (("spec", "replicas"), True),  # an int given a bool
+        (("spec", "template", "spec", "containers"), [{"name": "c", "args": {"a": "b"}}]),  # a list, a map
+        (("spec", "template"), "x"),  # a struct given text
+        (("spec", "template", "spec", "containers"), [{"name": "c", "resources": {"limits": {"cpu": [1]}}}]),
         (
             ("spec", "template", "spec", "containers"),
             [{"name": "c", "resources": {"limits": {"cpu": "lots"}}}],
@@ -406,3 +422,25 @@ def test_a_value_that_does_not_fit_keeps_the_whole_object_as_sent(path: tuple[st
     target[path[-1]] = value
     # Kept as sent: the empty annotations and the false `paused` stay, which conversion would drop.
     assert check(DEPLOYMENT, sent) == sent
+
+
+def test_a_true_preserve_unknown_fields_stays() -> None:
+    sent = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "x"},
+        "spec": {"preserveUnknownFields": True},
+    }
+    assert check("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition", sent) == sent
+
+
+def test_an_int_or_string_beside_an_empty_field_is_kept_and_the_empty_field_goes() -> None:
+    sent = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "s"},
+        "spec": {"sessionAffinity": "", "ports": [{"port": 80, "targetPort": "http"}]},
+    }
+    assert check("kubernetes:core/v1:Service", sent)["spec"] == {
+        "ports": [{"port": 80, "targetPort": "http"}]
+    }
