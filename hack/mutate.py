@@ -121,6 +121,8 @@ _DECIMAL_IS_THE_REST = (
     "a quantity's form is binary, exponent, or else decimal: any other text prints as decimal"
 )
 _FALSY = "the last `return False` of a predicate: None, which deleting it returns, is as false"
+_BOOL_IS_NO_QUANTITY = "a bool is no quantity either way: as True or as 'True' it matches no quantity"
+_BEYOND_INT64 = "amounts beyond an int64 (which apimachinery clamps) are not modelled"
 _PRECISION = "60 digits or 61: both hold exa with nano precision, and nothing larger is modelled"
 _DEBUG_REPR = "MISSING's repr is for debugging only: show_value prints (none) for MISSING itself"
 _UNREAD_STRATEGY = (
@@ -215,6 +217,10 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         'form = "decimal"  # small or fractional binary amounts print as decimal, without rounding :: '
         "'decimal'  ->  ''": _DECIMAL_IS_THE_REST,
         "return False :: delete: return False": _FALSY,
+        "return False :: return False  ->  return None": _FALSY,
+        "text = str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value :: "
+        "isinstance(value, int | float) and (not isinstance(value,...  ->  or": _BOOL_IS_NO_QUANTITY,
+        "_INT64_MAX = 2**63 - 1 :: 63  ->  64": _BEYOND_INT64,
         "with localcontext(prec=60):  # exa with nano precision needs more than the default 28 digits :: "
         "60  ->  61": _PRECISION,
     },

@@ -250,7 +250,9 @@ def _is_zero(value: Any, spec: Any) -> bool:
     return False
 
 
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?$")
+_QUANTITY = re.compile(
+    r"^([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
+)
 _DECIMAL_SUFFIXES = {-9: "n", -6: "u", -3: "m", 0: "", 3: "k", 6: "M", 9: "G", 12: "T", 15: "P", 18: "E"}
 _BINARY_SUFFIXES = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"]
 
@@ -287,9 +289,7 @@ def _kept_as_written(number: str, suffix: str) -> bool:
     the canonical form would be `1e-3`.
     """
     digits = number.lstrip("+-")
-    whole, _, fraction = digits.partition(".")
-    if not whole or not whole.isdigit() or (fraction and not fraction.isdigit()):
-        return False
+    whole, _, fraction = digits.partition(".")  # digits only, either may be empty (_QUANTITY)
     whole = whole.lstrip("0") or "0"  # parseQuantityString skips leading zeros
     if suffix in _BINARY_SUFFIXES[1:]:
         exponent = 10 * _BINARY_SUFFIXES.index(suffix)

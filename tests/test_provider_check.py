@@ -247,6 +247,14 @@ QUANTITIES = [
     ("1000n", "1u"),
     ("1500n", "1500n"),
     ("999n", "999n"),
+    ("+12345678901Ki", "+12345678901Ki"),
+    ("+123456789012Ki", "123456789012Ki"),
+    ("+123456789012345678", "+123456789012345678"),
+    ("+1234567890123456789", "1234567890123456789"),
+    ("1.0Ki", "1Ki"),
+    ("1234567890123456789E-3", "1234567890123456789e-3"),
+    (".5", "500m"),
+    ("5.", "5."),
     (2, "2"),  # a number in YAML
 ]
 
@@ -403,6 +411,10 @@ def test_int_or_string_fields_keep_what_they_were_given() -> None:
         (("spec", "template", "spec", "containers"), [{"name": "c", "args": {"a": "b"}}]),  # a list, a map
         (("spec", "template"), "x"),  # a struct given text
         (("spec", "template", "spec", "containers"), [{"name": "c", "resources": {"limits": {"cpu": [1]}}}]),
+        (
+            ("spec", "template", "spec", "containers"),
+            [{"name": "c", "resources": {"limits": {"cpu": "1.2.3"}}}],
+        ),
         (
             ("spec", "template", "spec", "containers"),
             [{"name": "c", "resources": {"limits": {"cpu": "lots"}}}],
