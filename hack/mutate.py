@@ -221,6 +221,11 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "text = str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value :: "
         "isinstance(value, int | float) and (not isinstance(value,...  ->  or": _BOOL_IS_NO_QUANTITY,
         "_INT64_MAX = 2**63 - 1 :: 63  ->  64": _BEYOND_INT64,
+        "scale >= -9 :: 9  ->  10": "between -9 and -10 lies only -10, no multiple of 3, so nothing more is kept",
+        "while exponent > 18:  # no suffix above E: the mantissa grows instead :: delete: while exponent > 18:     "
+        "mantissa, exponent = (mantissa *...": _BEYOND_INT64,
+        "mantissa, exponent = mantissa * 1000, exponent - 3 :: delete: mantissa, exponent = (mantissa * 1000, "
+        "exponent - 3)": _BEYOND_INT64,
         "with localcontext(prec=60):  # exa with nano precision needs more than the default 28 digits :: "
         "60  ->  61": _PRECISION,
     },
