@@ -15,6 +15,7 @@ directory set as config overrides, written into a scratch project directory, nev
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import functools
 import json
@@ -347,6 +348,7 @@ def _scenario_dev(results: Results, stacks: Stacks, stack: auto.Stack) -> None:
             results.check(
                 f"{kind} {name} in default was restarted", restarted_at(cluster, kind, name) is not None
             )
+        check_kiali_signing_key(results, cluster)
     with timed("2. nothing to do the second time"):
         attempt(
             results,
@@ -395,6 +397,43 @@ def _scenario_dev(results: Results, stacks: Stacks, stack: auto.Stack) -> None:
             results, "dev: pulumi destroy", lambda: stack.destroy(on_output=log_output, color="never")
         ):
             check_destroyed(results, cluster, before)
+
+
+def check_kiali_signing_key(results: Results, cluster: Cluster) -> None:
+    """Kiali signs with the stack's own key, from a Secret, never upstream's CHANGEME (issue 10, 14).
+
+    The key itself is never printed: only its length.
+    """
+    secret = cluster.get("secret", "kiali-signing-key", "--namespace", ISTIO_NAMESPACE)
+    key = base64.b64decode(secret.get("data", {}).get("signing-key", ""))
+    results.check(
+        "kiali's signing key is a Secret of the stack's, 32 bytes", len(key) == 32, f"{len(key)} bytes"
+    )
+    pod = cluster.get("deployment", "kiali", "--namespace", ISTIO_NAMESPACE)["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mounted = [
+        (m["mountPath"], volumes.get(m["name"], {}).get("secret"))
+        for c in pod["containers"]
+        if c["name"] == "kiali"
+        for m in c.get("volumeMounts", [])
+    ]
+    expected = (
+        "/kiali-override-secrets/login-token-signing-key",
+        {"secretName": "kiali-signing-key", "items": [{"key": "signing-key", "path": "value.txt"}]},
+    )
+    results.check(
+        "kiali mounts it where Kiali reads its signing key",
+        any(
+            path == expected[0]
+            and {k: v for k, v in (secret or {}).items() if k != "defaultMode"} == expected[1]
+            for path, secret in mounted
+        ),
+        str(mounted),
+    )
+    config = cluster.get("configmap", "kiali", "--namespace", ISTIO_NAMESPACE)["data"]["config.yaml"]
+    results.check(
+        "kiali's ConfigMap keeps no signing key", "CHANGEME" not in config and "signing_key" not in config
+    )
 
 
 def check_destroyed(results: Results, cluster: Cluster, restarted_before: Mapping[str, str | None]) -> None:
@@ -1057,8 +1096,13 @@ def scenario_prod(results: Results, stacks: Stacks) -> None:
 # --- 7. faults ------------------------------------------------------------------------------------
 
 
+# The faults stack is the dev stack with STRICT mTLS, so that the mesh-wide policy and the namespace's
+# PERMISSIVE hold around its first restart (components/injection.py) run on the real engine too.
+FAULTS = {"security": {"mtls": "STRICT"}}
+
+
 def scenario_faults(results: Results, stacks: Stacks) -> None:
-    with stacks.deployed(results, "faults", stacks.config(ROOT / "Pulumi.dev.yaml")) as stack:
+    with stacks.deployed(results, "faults", stacks.config(ROOT / "Pulumi.dev.yaml", FAULTS)) as stack:
         _scenario_faults(results, stacks, stack)
 
 
@@ -1070,6 +1114,16 @@ def _scenario_faults(results: Results, stacks: Stacks, stack: auto.Stack) -> Non
             is None
         ):
             return
+        policy = cluster.get("peerauthentication", "default", "--namespace", ISTIO_NAMESPACE)
+        results.check(
+            "faults: the mesh-wide PeerAuthentication is STRICT once default has restarted",
+            policy.get("spec") == {"mtls": {"mode": "STRICT"}},
+            str(policy.get("spec")),
+        )
+        results.check(
+            "faults: ... and default's PERMISSIVE hold around its restart is gone",
+            not cluster.exists("peerauthentication", "istio-mesh-sidecar-rollout", "--namespace", "default"),
+        )
         cluster.kubectl("label", "namespace", "default", "istio-injection-")
         cluster.kubectl(
             "patch",
@@ -1118,7 +1172,7 @@ def _outage_in_the_middle_of_an_up(results: Results, stacks: Stacks, stack: auto
     name = ["--name", kubeconfig.parent.name]
     os.environ["KWOK_WORKDIR"] = str(kubeconfig.parents[2])
     stuck = {"istio": {"values": {"pilot": {"nodeSelector": {"istio-mesh.e2e/no-such-node": "true"}}}}}
-    stacks.stack("faults", stacks.config(ROOT / "Pulumi.dev.yaml", stuck))
+    stacks.stack("faults", stacks.config(ROOT / "Pulumi.dev.yaml", merged(FAULTS, stuck)))
     upgrading = threading.Event()
 
     def watch(event: auto.EngineEvent) -> None:
@@ -1179,7 +1233,7 @@ def _outage_in_the_middle_of_an_up(results: Results, stacks: Stacks, stack: auto
     status = json.loads(cluster.helm("status", "istiod", "--namespace", ISTIO_NAMESPACE, "--output", "json"))
     print(f"    istiod's release after the outage: {status['info']['status']}", flush=True)
     # Back to the stack's own config: the next up must converge from whatever the outage left.
-    stacks.stack("faults", stacks.config(ROOT / "Pulumi.dev.yaml"))
+    stacks.stack("faults", stacks.config(ROOT / "Pulumi.dev.yaml", FAULTS))
     attempt(
         results,
         "faults: pulumi refresh after the outage",
