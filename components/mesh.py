@@ -83,18 +83,12 @@ class Mesh(pulumi.ComponentResource):
         self.grafana_password: pulumi.Output[str] | None = None
         grafana_login = "grafana" in addon_objects and config.dashboard("grafana").auth == "password"
         if grafana_login:
-            password = grafana_admin_password
-            if password is None:
-                password = GeneratedPassword("grafana-admin-password", opts=child).result
-            self.grafana_password = pulumi.Output.secret(password)
-            self.grafana_admin = k8s.core.v1.Secret(
-                f"{ISTIO_NAMESPACE}/{GRAFANA_ADMIN_SECRET}",
-                metadata={
-                    "name": GRAFANA_ADMIN_SECRET,
-                    "namespace": self.control_plane.namespace.metadata.name,
-                },
-                string_data={GRAFANA_PASSWORD_KEY: self.grafana_password},
-                opts=child,
+            self.grafana_password, self.grafana_admin = self._stack_secret(
+                GRAFANA_ADMIN_SECRET,
+                GRAFANA_PASSWORD_KEY,
+                grafana_admin_password,
+                "grafana-admin-password",
+                child,
             )
         # Kiali's login-token signing key, likewise: the stack's `kialiSigningKey`, or one generated once.
         # Every Kiali gets one, whatever its strategy, so upstream's shared key is never used
@@ -102,18 +96,13 @@ class Mesh(pulumi.ComponentResource):
         self.kiali_signing_key: pulumi.Output[str] | None = None
         self.kiali_key_secret = None
         if "kiali" in addon_objects:
-            key = kiali_signing_key
-            if key is None:
-                key = GeneratedPassword("kiali-signing-key", bytes=KIALI_SIGNING_KEY_BYTES, opts=child).result
-            self.kiali_signing_key = pulumi.Output.secret(key)
-            self.kiali_key_secret = k8s.core.v1.Secret(
-                f"{ISTIO_NAMESPACE}/{KIALI_SIGNING_KEY_SECRET}",
-                metadata={
-                    "name": KIALI_SIGNING_KEY_SECRET,
-                    "namespace": self.control_plane.namespace.metadata.name,
-                },
-                string_data={KIALI_SIGNING_KEY_ITEM: self.kiali_signing_key},
-                opts=child,
+            self.kiali_signing_key, self.kiali_key_secret = self._stack_secret(
+                KIALI_SIGNING_KEY_SECRET,
+                KIALI_SIGNING_KEY_ITEM,
+                kiali_signing_key,
+                "kiali-signing-key",
+                child,
+                bytes=KIALI_SIGNING_KEY_BYTES,
             )
         self.addons = [
             addon_group(
@@ -227,6 +216,27 @@ class Mesh(pulumi.ComponentResource):
                 ),
             ),
         )
+
+    def _stack_secret(
+        self,
+        secret: str,
+        item: str,
+        given: pulumi.Input[str] | None,
+        generated: str,
+        child: pulumi.ResourceOptions,
+        **generate: int,
+    ) -> tuple[pulumi.Output[str], k8s.core.v1.Secret]:
+        """A login secret of the stack's: `given` from its config, or one generated once and kept in
+        its state; a Pulumi secret end to end, in a Secret of istio-system whose one item holds it."""
+        value = given if given is not None else GeneratedPassword(generated, opts=child, **generate).result
+        secret_value = pulumi.Output.secret(value)
+        resource = k8s.core.v1.Secret(
+            f"{ISTIO_NAMESPACE}/{secret}",
+            metadata={"name": secret, "namespace": self.control_plane.namespace.metadata.name},
+            string_data={item: secret_value},
+            opts=child,
+        )
+        return secret_value, resource
 
     @staticmethod
     def _rollout(
