@@ -162,3 +162,15 @@ def build(
         secret_keys.append(f"{PROJECT}:grafanaAdminPassword")
     config = stack_config(stack, stack_file, **overrides)
     return Graph(render(ROOT, stack, config, secret_keys=secret_keys, preview=preview))
+
+
+# The README's canary upgrade from 1.29.6 to 1.30.3: one stack file per step.
+CANARY = [ROOT / "examples" / "canary" / f"step-{step}.yaml" for step in range(5)]
+
+
+def canary_graphs() -> list[Graph]:
+    """The prod stack at each canary step, each rendered without error."""
+    graphs = [build("prod", stack_file=path) for path in CANARY]
+    for graph in graphs:
+        assert graph.error is None, graph.error
+    return graphs

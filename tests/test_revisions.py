@@ -13,6 +13,7 @@ from components.config import ConfigError, Revision, parse_config
 from meshplan.diff import diff_plans
 from meshplan.engine import Registration
 from tests.harness import (
+    CANARY,
     COMMAND,
     CONFIG_GROUP,
     NAMESPACE,
@@ -23,21 +24,15 @@ from tests.harness import (
     Graph,
     Replace,
     build,
+    canary_graphs,
 )
 
 WEBHOOK = "kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration"
 
 
-# The README's canary upgrade from 1.29.6 to 1.30.3: one stack file per step.
-CANARY = [ROOT / "examples" / "canary" / f"step-{step}.yaml" for step in range(5)]
-
-
 @pytest.fixture(scope="module")
 def canary() -> list[Graph]:
-    graphs = [build("prod", stack_file=path) for path in CANARY]
-    for graph in graphs:
-        assert graph.error is None, graph.error
-    return graphs
+    return canary_graphs()
 
 
 def _changes(old: Graph, new: Graph) -> dict[str, list[str]]:

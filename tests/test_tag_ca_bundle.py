@@ -28,9 +28,9 @@ import yaml
 from components.revision_tags import injector_webhook_name, tag_webhook
 from hack import layer_binaries
 from meshplan.diff import diff_plans
-from tests.harness import COMMAND, NAMESPACE_PATCH, ROOT, Graph, Replace, build
+from tests.harness import CANARY, COMMAND, NAMESPACE_PATCH, ROOT, Graph, Replace, build, canary_graphs
 from tests.test_revision_tags import called
-from tests.test_revisions import CANARY, WEBHOOK, destroy_order
+from tests.test_revisions import WEBHOOK, destroy_order
 
 CHARTS = ROOT.parent / "shared" / "upstream" / "charts"
 VERSIONS = ("1.20.8", "1.23.6", "1.24.6", "1.29.6", "1.30.3")
@@ -39,10 +39,7 @@ TARGET = "kubectl --context prod-cluster"
 
 @pytest.fixture(scope="module")
 def canary() -> list[Graph]:
-    graphs = [build("prod", stack_file=path) for path in CANARY]
-    for graph in graphs:
-        assert graph.error is None, graph.error
-    return graphs
+    return canary_graphs()
 
 
 def _inputs(graph: Graph, name: str) -> dict[str, Any]:
