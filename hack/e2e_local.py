@@ -350,21 +350,7 @@ def _scenario_dev(results: Results, stacks: Stacks, stack: auto.Stack) -> None:
             )
         check_kiali_signing_key(results, cluster)
     with timed("2. nothing to do the second time"):
-        attempt(
-            results,
-            "dev: pulumi up --expect-no-changes",
-            lambda: stack.up(expect_no_changes=True, on_output=log_output, color="never"),
-        )
-        attempt(
-            results,
-            "dev: pulumi preview --expect-no-changes",
-            lambda: stack.preview(expect_no_changes=True, on_output=log_output, color="never"),
-        )
-        attempt(
-            results,
-            "dev: pulumi refresh --expect-no-changes",
-            lambda: stack.refresh(expect_no_changes=True, on_output=log_output, color="never"),
-        )
+        expect_no_changes(results, "dev", stack)
     with timed("one cluster, one stack: a second stack's up is refused"):
         twin = stacks.stack("dev-twin", stacks.config(ROOT / "Pulumi.dev.yaml"))
         releases_before = cluster.helm("list", "--all-namespaces", "--output=json")
@@ -389,14 +375,31 @@ def _scenario_dev(results: Results, stacks: Stacks, stack: auto.Stack) -> None:
         twin.destroy(color="never")  # its state holds only the provider and components
         twin.workspace.remove_stack("dev-twin")
     with timed("8. pulumi destroy"):
-        before = {
-            kind: restarted_at(cluster, kind, name)
-            for kind, name in (("deployment", "web"), ("statefulset", "db"))
-        }
-        if attempt(
-            results, "dev: pulumi destroy", lambda: stack.destroy(on_output=log_output, color="never")
-        ):
-            check_destroyed(results, cluster, before)
+        destroy_and_check(results, cluster, "dev", stack)
+
+
+def expect_no_changes(results: Results, name: str, stack: auto.Stack) -> None:
+    """`pulumi up`, `preview` and `refresh` of `stack`, each with `--expect-no-changes`."""
+    for operation in ("up", "preview", "refresh"):
+        attempt(
+            results,
+            f"{name}: pulumi {operation} --expect-no-changes",
+            functools.partial(
+                getattr(stack, operation), expect_no_changes=True, on_output=log_output, color="never"
+            ),
+        )
+
+
+def destroy_and_check(results: Results, cluster: Cluster, name: str, stack: auto.Stack) -> None:
+    """`pulumi destroy` of a dev-shaped stack, then what must (and must not) remain on the cluster."""
+    before = {
+        kind: restarted_at(cluster, kind, workload)
+        for kind, workload in (("deployment", "web"), ("statefulset", "db"))
+    }
+    if attempt(
+        results, f"{name}: pulumi destroy", lambda: stack.destroy(on_output=log_output, color="never")
+    ):
+        check_destroyed(results, cluster, before)
 
 
 def check_kiali_signing_key(results: Results, cluster: Cluster) -> None:
@@ -677,23 +680,9 @@ def _scenario_adopt(results: Results, stacks: Stacks, stack: auto.Stack) -> None
         )
     with timed("0. adopt: without adopt again, nothing to do"):
         stack = stacks.stack("adopt", stacks.config(ROOT / "Pulumi.dev.yaml"))
-        for operation in ("up", "preview", "refresh"):
-            attempt(
-                results,
-                f"adopt: pulumi {operation} --expect-no-changes",
-                functools.partial(
-                    getattr(stack, operation), expect_no_changes=True, on_output=log_output, color="never"
-                ),
-            )
+        expect_no_changes(results, "adopt", stack)
     with timed("0. adopt: pulumi destroy"):
-        restarted = {
-            kind: restarted_at(cluster, kind, name)
-            for kind, name in (("deployment", "web"), ("statefulset", "db"))
-        }
-        if attempt(
-            results, "adopt: pulumi destroy", lambda: stack.destroy(on_output=log_output, color="never")
-        ):
-            check_destroyed(results, cluster, restarted)
+        destroy_and_check(results, cluster, "adopt", stack)
 
 
 # --- 3. meshplan against the engine -------------------------------------------------------------
