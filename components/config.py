@@ -16,6 +16,10 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from components.addon_source import KNOWN_ADDONS, UPSTREAM_ADDON_SOURCE, is_url
+from components.gateway_api_versions import CHANNELS as GATEWAY_API_CHANNELS
+from components.gateway_api_versions import DEFAULT_SOURCE as DEFAULT_GATEWAY_API_SOURCE
+from components.gateway_api_versions import FIRST_DEFAULT_ISTIO as FIRST_GATEWAY_API_DEFAULT
+from components.gateway_api_versions import parse_release, release_for
 
 PROJECT = "istio-mesh"
 # The control plane's namespace: the charts, the addons and the dashboards all live here.
@@ -32,12 +36,23 @@ TOP_LEVEL_KEYS = (
     "security",
     "grafanaAdminPassword",
     "kialiSigningKey",
+    "gatewayApi",
 )
 
 PROFILES = ("default", "demo", "minimal")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 GATEWAYS = ("ingress", "egress")
 MTLS_MODES = ("STRICT", "PERMISSIVE")
+# How workloads join the mesh: a sidecar per pod, or ambient (istio-cni and the ztunnel node proxy).
+DATAPLANES = ("sidecar", "ambient")
+# Ambient mode's charts (cni with `profile: ambient`, ztunnel) are published from 1.22, the release
+# that made ambient beta (https://istio.io/latest/news/releases/1.22.x/announcing-1.22/); GA in 1.24.
+FIRST_AMBIENT = (1, 22, 0)
+# istio-cni and ztunnel upgrade in place, one per node whatever the revisions, and stay within this
+# many minors of every control plane (https://istio.io/latest/docs/ambient/upgrade/helm/).
+AMBIENT_MAX_MINOR_SKEW = 1
+# `istioctl waypoint apply --for`: the traffic a waypoint handles (istio/istio istioctl/pkg/waypoint).
+WAYPOINT_TRAFFIC = ("service", "workload", "all", "none")
 KIALI_AUTH = ("anonymous", "token")
 GRAFANA_AUTH = ("anonymous", "password")
 # The login each dashboard gets unless the stack says otherwise: never anonymous by default.
@@ -213,10 +228,21 @@ class IstioConfig:
     default_revision: str | None = None
     # Let one upgrade skip more than two minors (components/upgrade_path.py); off by default.
     allow_minor_skip: bool = False
+    dataplane: str = "sidecar"  # sidecar | ambient: with ambient, istio-cni and ztunnel too
 
     @property
     def version_tuple(self) -> tuple[int, int, int]:
         return parse_version(self.version)
+
+    @property
+    def ambient(self) -> bool:
+        return self.dataplane == "ambient"
+
+    @property
+    def node_agent_version(self) -> str:
+        """The chart version of istio-cni and ztunnel: one per node, upgraded in place, following the
+        control plane that serves the default tag (`istio.version` without revisions), like gateways."""
+        return self.default.version if self.default else self.version
 
     @property
     def revisioned(self) -> bool:
@@ -245,6 +271,10 @@ class InjectionConfig:
     restart_workloads: bool = True
     # Namespaces routed by tag (or revision) with `istio.io/rev`; the others use istio-injection.
     routes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Ambient namespaces (`istio.io/dataplane-mode=ambient`), never also in `namespaces`.
+    ambient: tuple[str, ...] = ()
+    # A waypoint per ambient namespace, by namespace: the traffic it handles (WAYPOINT_TRAFFIC).
+    waypoints: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -283,6 +313,23 @@ class DashboardConfig:
 
 
 @dataclass(frozen=True)
+class GatewayApiConfig:
+    """The Kubernetes Gateway API CRDs this stack installs (components/gateway_api.py)."""
+
+    version: str  # a release tag, `v1.5.1`
+    channel: str = "standard"
+    source: str = DEFAULT_GATEWAY_API_SOURCE
+    # Take over CRDs of another version that something else applied; else such a cluster is refused.
+    take_over: bool = False
+
+    @property
+    def version_tuple(self) -> tuple[int, int, int]:
+        release = parse_release(self.version)
+        assert release is not None  # validated
+        return release
+
+
+@dataclass(frozen=True)
 class MeshConfig:
     """The whole validated stack configuration: what `__main__.py` hands to the Mesh component."""
 
@@ -298,6 +345,7 @@ class MeshConfig:
     mtls: str | None = None  # STRICT | PERMISSIVE: a mesh-wide PeerAuthentication
     grafana_admin_password: bool = False  # set as a Pulumi secret; the value never enters MeshConfig
     kiali_signing_key: bool = False  # likewise: set, else generated (components/generated_password.py)
+    gateway_api: GatewayApiConfig | None = None  # None: this stack leaves the Gateway API CRDs alone
 
     @property
     def production(self) -> bool:
@@ -444,6 +492,13 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path) -> MeshConfig:
     # Without one, the stack generates Grafana's admin password once and keeps it as a Pulumi secret
     # (components/generated_password.py), so every stack previews and deploys with no manual step.
     kiali_key_set = _check_kiali_signing_key(problems, raw.get("kialiSigningKey"))
+    gateway_api = _parse_gateway_api(problems, raw.get("gatewayApi"), istio, base_dir)
+    if gateway_api is None and injection.waypoints and istio is not None:
+        problems.bad(
+            "injection.waypoints",
+            dict(injection.waypoints),
+            "a waypoint is a Gateway API Gateway: keep gatewayApi.enabled (the default from Istio 1.22)",
+        )
     if problems.items or cluster is None or istio is None:
         raise ConfigError(problems.items)
     return MeshConfig(
@@ -458,7 +513,76 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path) -> MeshConfig:
         mtls=mtls,
         grafana_admin_password=password_set,
         kiali_signing_key=kiali_key_set,
+        gateway_api=gateway_api,
     )
+
+
+GATEWAY_API_VERSION_ALLOWED = "a Gateway API release tag such as v1.5.1"
+
+
+def _parse_gateway_api(
+    problems: _Problems, value: Any, istio: IstioConfig | None, base_dir: Path
+) -> GatewayApiConfig | None:
+    """`gatewayApi`: the Gateway API CRDs, on by default from Istio 1.22 at the table's version."""
+    section = _mapping(problems, "gatewayApi", value, ("enabled", "version", "channel", "source", "takeOver"))
+    istio_version = parse_version(istio.crd_version) if istio is not None else None
+    on_by_default = istio_version is not None and istio_version >= FIRST_GATEWAY_API_DEFAULT
+    enabled = _typed(
+        problems, section, "gatewayApi", "enabled", bool, on_by_default, "expected true or false"
+    )
+    channel = _typed(
+        problems,
+        section,
+        "gatewayApi",
+        "channel",
+        str,
+        "standard",
+        f"allowed: {', '.join(GATEWAY_API_CHANNELS)}",
+        lambda v: v in GATEWAY_API_CHANNELS,
+    )
+    source = _typed(
+        problems,
+        section,
+        "gatewayApi",
+        "source",
+        str,
+        DEFAULT_GATEWAY_API_SOURCE,
+        "expected a URL template or a local directory",
+        lambda v: bool(v.strip()),
+    )
+    if not is_url(source) and "{version}" not in source:
+        directory = Path(source) if Path(source).is_absolute() else base_dir / source
+        if not directory.is_dir():
+            problems.bad(
+                "gatewayApi.source", source, f"expected an existing directory (looked at {directory})"
+            )
+    take_over = _typed(problems, section, "gatewayApi", "takeOver", bool, False, "expected true or false")
+    version = _typed(
+        problems,
+        section,
+        "gatewayApi",
+        "version",
+        str,
+        None,
+        GATEWAY_API_VERSION_ALLOWED,
+        lambda v: v is not None and parse_release(v) is not None,
+    )
+    if not enabled or istio_version is None:
+        return None
+    if version is None and "version" not in section:
+        row = release_for(istio_version)
+        if row is None:
+            problems.missing(
+                "gatewayApi.version",
+                f"the table (components/gateway_api_versions.py) has no Gateway API release for Istio "
+                f"{istio_version[0]}.{istio_version[1]}; name one ({GATEWAY_API_VERSION_ALLOWED}), or set "
+                "gatewayApi.enabled: false",
+            )
+            return None
+        version = row.pinned
+    if version is None:
+        return None
+    return GatewayApiConfig(version=version, channel=channel, source=source, take_over=take_over)
 
 
 def _check_kiali_signing_key(problems: _Problems, value: Any) -> bool:
@@ -517,6 +641,7 @@ def _parse_istio(problems: _Problems, value: Any) -> IstioConfig | None:
             "tags",
             "defaultRevision",
             "allowMinorSkip",
+            "dataplane",
         ),
     )
     version = _required_version(problems, "istio.version", section.get("version"))
@@ -548,7 +673,19 @@ def _parse_istio(problems: _Problems, value: Any) -> IstioConfig | None:
     allow_minor_skip = _typed(
         problems, section, "istio", "allowMinorSkip", bool, False, "expected true or false"
     )
+    dataplane = _typed(
+        problems,
+        section,
+        "istio",
+        "dataplane",
+        str,
+        "sidecar",
+        f"allowed: {', '.join(DATAPLANES)}",
+        lambda v: v in DATAPLANES,
+    )
     revisions, tags, default_revision = _parse_revisions(problems, section)
+    if dataplane == "ambient":
+        _check_ambient_versions(problems, version, revisions, default_revision)
     _check_repository_serves(problems, repository, [version, *(r.version for r in revisions)])
     targets = {r.name for r in revisions} | {tag for tag, _ in tags}
     for gateway in gateways:
@@ -567,7 +704,41 @@ def _parse_istio(problems: _Problems, value: Any) -> IstioConfig | None:
         tags=tags,
         default_revision=default_revision,
         allow_minor_skip=allow_minor_skip,
+        dataplane=dataplane,
     )
+
+
+def _check_ambient_versions(
+    problems: _Problems, version: str | None, revisions: Sequence[Revision], default_revision: str | None
+) -> None:
+    """Ambient needs 1.22+ charts on every control plane, each within one minor of the node agents."""
+    paths = [("istio.version", version)] if not revisions else []
+    paths += [(f"istio.revisions.{r.name}.version", r.version) for r in revisions]
+    too_old = False
+    for path, found in paths:
+        if found is not None and parse_version(found) < FIRST_AMBIENT:
+            too_old = True
+            problems.bad(
+                path,
+                found,
+                f"ambient mode needs Istio {_dotted(FIRST_AMBIENT)} or newer (older releases publish no "
+                "ztunnel chart and no ambient profile); use a newer version or istio.dataplane: sidecar",
+            )
+    default = next((r for r in revisions if r.name == default_revision), None)
+    if too_old or not revisions or default is None:
+        return  # one control plane is always level with its node agents
+    agents = parse_version(default.version)
+    for revision in revisions:
+        found = revision.version_tuple
+        if found[0] != agents[0] or abs(found[1] - agents[1]) > AMBIENT_MAX_MINOR_SKEW:
+            problems.bad(
+                f"istio.revisions.{revision.name}.version",
+                revision.version,
+                f"istio-cni and ztunnel run one version per node, upgraded in place with the default "
+                f"revision ({default.name}, {default.version}), and must stay within "
+                f"{AMBIENT_MAX_MINOR_SKEW} minor of every control plane; keep this revision within "
+                f"{agents[0]}.{agents[1] - 1}-{agents[0]}.{agents[1] + 1}, or move the default revision in steps",
+            )
 
 
 def _gateway_chart(
@@ -752,7 +923,9 @@ def _parse_gateways(problems: _Problems, istio: Mapping[str, Any], profile: str)
 
 def _parse_injection(problems: _Problems, value: Any, istio: IstioConfig | None) -> InjectionConfig:
     """A list labels `istio-injection=enabled`; a mapping routes each namespace to a tag or revision."""
-    section = _mapping(problems, "injection", value, ("namespaces", "restartWorkloads"))
+    section = _mapping(
+        problems, "injection", value, ("namespaces", "restartWorkloads", "ambient", "waypoints")
+    )
     namespaces: list[str] = []
     routes: dict[str, str] = {}
     raw_namespaces = section.get("namespaces")
@@ -785,12 +958,82 @@ def _parse_injection(problems: _Problems, value: Any, istio: IstioConfig | None)
                 if targets is not None:
                     _check_target(problems, path, target, targets)
     restart = _typed(problems, section, "injection", "restartWorkloads", bool, True, "expected true or false")
+    ambient = _parse_ambient_namespaces(problems, section.get("ambient"), istio, namespaces)
+    waypoints = _parse_waypoints(problems, section.get("waypoints"), ambient)
     # A fixed order, whatever order the stack file lists them in.
     return InjectionConfig(
         namespaces=tuple(sorted(namespaces)) if routes else tuple(namespaces),
         restart_workloads=restart,
         routes=MappingProxyType(dict(sorted(routes.items()))),
+        ambient=tuple(sorted(ambient)),
+        waypoints=MappingProxyType(dict(sorted(waypoints.items()))),
     )
+
+
+def _parse_ambient_namespaces(
+    problems: _Problems, value: Any, istio: IstioConfig | None, injected: Sequence[str]
+) -> list[str]:
+    """`injection.ambient`: namespaces labelled `istio.io/dataplane-mode=ambient`, never also injected."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.bad("injection.ambient", value, "expected a list of namespace names")
+        return []
+    if istio is not None and not istio.ambient and value:
+        problems.bad(
+            "injection.ambient",
+            value,
+            "ambient namespaces need istio-cni and ztunnel: set istio.dataplane: ambient",
+        )
+    ambient: list[str] = []
+    for index, name in enumerate(value):
+        path = f"injection.ambient[{index}]"
+        if not _is_dns_label(name):
+            problems.bad(path, name, "expected a namespace name (a DNS-1123 label)")
+        elif name in ambient:
+            problems.bad(path, name, "each namespace may be listed once")
+        elif name == ISTIO_NAMESPACE:
+            problems.bad(path, name, "the control plane's namespace is never in the mesh's data plane")
+        elif name in injected:
+            # The one rule for a namespace in both modes: its pods would get a sidecar and ztunnel
+            # would skip them (https://istio.io/latest/docs/ambient/usage/add-workloads/).
+            problems.bad(
+                path,
+                name,
+                "also listed in injection.namespaces: a namespace is either sidecar-injected or ambient, "
+                "never both; to move it to ambient, remove it from injection.namespaces",
+            )
+        else:
+            ambient.append(name)
+    return ambient
+
+
+def _parse_waypoints(problems: _Problems, value: Any, ambient: Sequence[str]) -> dict[str, str]:
+    """`injection.waypoints`: `{namespace: {for: service}}`, a waypoint for an ambient namespace."""
+    section = _mapping(problems, "injection.waypoints", value, None)
+    waypoints: dict[str, str] = {}
+    for name in sorted(section, key=str):
+        path = f"injection.waypoints.{name}"
+        settings = _mapping(problems, path, section[name], ("for",))
+        traffic = _typed(
+            problems,
+            settings,
+            path,
+            "for",
+            str,
+            "service",
+            f"allowed: {', '.join(WAYPOINT_TRAFFIC)}",
+            lambda v: v in WAYPOINT_TRAFFIC,
+        )
+        if name not in ambient:
+            problems.bad(
+                path,
+                dict(settings),
+                "a waypoint serves an ambient namespace: list the namespace in injection.ambient",
+            )
+            continue
+        waypoints[name] = traffic
+    return waypoints
 
 
 def _parse_addons(problems: _Problems, value: Any, base_dir: Path) -> AddonsConfig:

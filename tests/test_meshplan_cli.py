@@ -257,7 +257,7 @@ def test_a_top_level_typo_is_the_only_problem(capsys: pytest.CaptureFixture[str]
         "meshplan: error: stack prod: invalid stack configuration (1 problem(s)):\n"
         "  - dashbords: got {'kiali': {'type': 'ClusterIP'}}; unknown key; allowed keys: cluster, istio, "
         "injection, addons, dashboards, protect, adopt, environment, security, grafanaAdminPassword, "
-        "kialiSigningKey\n"
+        "kialiSigningKey, gatewayApi\n"
     )
 
 
