@@ -66,13 +66,15 @@ def _not_production(context: RuleContext) -> bool:
 # mandatory one for production and an advisory one for every other stack. The exposed-anonymous
 # Kiali rule is split the same way (rules.PRODUCTION_MANDATORY_RULES, shared with `meshplan check`).
 # The production-only rules also say "not applicable" off production, instead of silently passing.
-PRODUCTION_ONLY_RULES = frozenset({"production-dashboards-internal", "production-base-protected"})
+PRODUCTION_ONLY_RULES = frozenset(
+    {"production-dashboards-internal", "production-base-protected", "production-ambient-ga"}
+)
 
 
 def _specs_for(rule: Rule) -> tuple[PolicySpec, ...]:
     if rule.id in ADVISORY_RULES:
-        # Warns on every stack (rules.ADVISORY_RULES): an Istio version the support table does not
-        # know is a reason to check upstream, not to stop a production deploy.
+        # Warns on every stack (rules.ADVISORY_RULES): an Istio version the support table (or the
+        # Gateway API table) does not know is a reason to check upstream, not to stop a production deploy.
         return (PolicySpec(rule.id, rule, EnforcementLevel.ADVISORY),)
     if rule.id in PRODUCTION_MANDATORY_RULES:
         return (

@@ -17,10 +17,11 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -34,6 +35,17 @@ except ImportError:  # pragma: no cover - run by `pulumi` as a policy pack: this
         support_status,
         unknown_reason,
     )
+
+    # The Gateway API table is the program's (components/gateway_api_versions.py): the stack installs
+    # the release it names and the rules hold the stack to the minimums it names, so there is one
+    # table, not a copy that could drift. A pack run by `pulumi` (or hack/policy-analyzer) has only
+    # this folder on sys.path and no parent package, so the repository root goes right after it,
+    # before site-packages: the repository's own `components` is the one imported.
+    _ROOT = str(Path(__file__).resolve().parent.parent)
+    if _ROOT not in sys.path:
+        sys.path.insert(1, _ROOT)
+
+from components import gateway_api_versions as gateway_api
 
 # The stand-ins `meshplan` writes for values a plan cannot show.
 SECRET = "[secret]"
@@ -60,6 +72,27 @@ CLUSTER_PROVIDER_NAME = "cluster"
 
 # Charts published in Istio's Helm repository; their chart version is the Istio version.
 ISTIO_CHARTS = frozenset({"base", "istiod", "gateway", "cni", "ztunnel"})
+# The charts whose version is the control plane's: istiod, and base (the CRDs and the webhook config).
+CONTROL_PLANE_CHARTS = frozenset({"istiod", "base"})
+
+# Namespaces: a plain Namespace, or a server-side-apply patch of one the applications own
+# (components/injection.py). Both may label one namespace; the rules merge them by metadata.name.
+NAMESPACE_PATCH = "kubernetes:core/v1:NamespacePatch"
+NAMESPACE_TYPES = frozenset({NAMESPACE, NAMESPACE_PATCH})
+CRD = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
+
+# Ambient mode: a namespace labelled `istio.io/dataplane-mode=ambient` is captured by ztunnel
+# (https://istio.io/latest/docs/ambient/usage/add-workloads/); sidecars come with `istio-injection=enabled`
+# or any `istio.io/rev` (the revision and tag webhooks select on it, components/revision_tags.py).
+DATAPLANE_MODE_LABEL = "istio.io/dataplane-mode"
+AMBIENT = "ambient"
+INJECTION_LABEL = "istio-injection"
+INJECTION_ENABLED = "enabled"
+REVISION_LABEL = "istio.io/rev"
+# Ambient mode is GA (stable, supported for production) from Istio 1.24.0; before it, beta or alpha.
+# https://istio.io/latest/news/releases/1.24.x/announcing-1.24/
+AMBIENT_GA = (1, 24, 0)
+AMBIENT_GA_VERSION = "1.24.0"
 DASHBOARDS = frozenset({"kiali", "prometheus", "grafana", "tracing"})
 EXPOSED_SERVICE_TYPES = frozenset({"NodePort", "LoadBalancer"})
 # A Service without `spec.type` is ClusterIP (Kubernetes' default). Gateway Services live inside the
@@ -245,6 +278,32 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
+def _exact_version(resource: Resource) -> tuple[int, int, int] | None:
+    """A Helm install's exact `x.y.z` chart version as numbers; None for any other (or unknown) version.
+
+    A version that is not an exact pin is `exact-chart-versions`' violation; the version rules skip it.
+    """
+    version = _inputs(resource).get("version")
+    match = EXACT_VERSION.match(version) if isinstance(version, str) else None
+    if match is None:
+        return None
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(str(part) for part in version)
+
+
+def _kind(resource: Resource) -> str:
+    """`kubernetes:core/v1:NamespacePatch` -> `NamespacePatch`."""
+    return str(resource.get("type") or "").rsplit(":", 1)[-1]
+
+
+def _install_kind(release: Resource) -> str:
+    return "release" if release.get("type") == RELEASE else "Chart"
+
+
 def _provider_name(reference: str) -> str:
     """`urn:pulumi:stack::project::pulumi:providers:kubernetes::cluster[::id]` -> `cluster`."""
     parts = reference.split("::")
@@ -388,9 +447,8 @@ def production_base_protected(resources: Resources, context: RuleContext) -> lis
     found: list[Violation] = []
     for release in _helm_installs(resources):
         if _chart(release) == "base" and release.get("protect") is not True:
-            kind = "release" if release.get("type") == RELEASE else "Chart"
             message = (
-                f"base {kind} {_name(release)} holds Istio's CRDs and has protect: false; "
+                f"base {_install_kind(release)} {_name(release)} holds Istio's CRDs and has protect: false; "
                 "production requires protect: true"
             )
             found.append(Violation(rule, _urn(release), message))
@@ -447,6 +505,204 @@ def istio_version_known(resources: Resources, context: RuleContext) -> list[Viol
             f"upstream ({UPSTREAM_SUPPORT_PAGE}) and update policy/istio_releases.py"
         )
         found.append(Violation(rule, _urn(release), message))
+    return found
+
+
+def _ambient_setting(release: Resource) -> str | None:
+    """How a Helm install runs ambient mode ("" for ztunnel, which exists for nothing else), or None.
+
+    istiod and istio-cni take the `ambient` profile (https://istio.io/latest/docs/ambient/install/helm/);
+    istio-cni also runs ambient with `ambient.enabled` set, or `cni.ambient.enabled` in the charts before
+    1.22, whose values sat under `cni` (the profile sets that). istio-cni without them, and istiod
+    without the profile, serve sidecars only.
+    """
+    chart = _chart(release)
+    if chart == "ztunnel":
+        return ""
+    if chart not in ("istiod", "cni"):
+        return None
+    values = _inputs(release).get("values")
+    if _dig(values, "profile") == AMBIENT:
+        return "profile ambient"
+    if chart == "cni":
+        for path in (("ambient", "enabled"), ("cni", "ambient", "enabled")):
+            if _dig(values, *path) is True:
+                return f"{'.'.join(path)}: true"
+    return None
+
+
+def _label(resource: Resource, key: str) -> str | None:
+    """A namespace label's value when the plan shows it as text, else None (absent, unknown, secret)."""
+    value = _dig(_inputs(resource), "metadata", "labels", key)
+    return value if isinstance(value, str) and value not in (SECRET, UNKNOWN) else None
+
+
+def _is_ambient_namespace(resource: Resource) -> bool:
+    return _label(resource, DATAPLANE_MODE_LABEL) == AMBIENT
+
+
+def _injection_labels(resource: Resource) -> list[str]:
+    """The labels that give a namespace's pods sidecars, as `key=value`."""
+    found: list[str] = []
+    if _label(resource, INJECTION_LABEL) == INJECTION_ENABLED:
+        found.append(f"{INJECTION_LABEL}={INJECTION_ENABLED}")
+    revision = _label(resource, REVISION_LABEL)
+    if revision:
+        found.append(f"{REVISION_LABEL}={revision}")
+    return found
+
+
+def production_ambient_ga(resources: Resources, context: RuleContext) -> list[Violation]:
+    """On production, ambient mode runs Istio 1.24.0 or newer, where it is GA.
+
+    Ambient is istio-cni or istiod with the ambient profile, ztunnel, or a namespace labelled
+    `istio.io/dataplane-mode=ambient` (judged by the istiod versions of the stack, which program it).
+    """
+    rule = "production-ambient-ga"
+    if not context.production:
+        return []
+    allowed = f"on production ambient needs Istio {AMBIENT_GA_VERSION} or newer, where it is GA"
+    found: list[Violation] = []
+    old_istiods: list[str] = []
+    for release in _helm_installs(resources):
+        version = _exact_version(release)
+        if version is None or version >= AMBIENT_GA:
+            continue
+        name = f"{_chart(release)} {_install_kind(release)} {_name(release)}"
+        if _chart(release) == "istiod":
+            old_istiods.append(f"{name} is at Istio {_dotted(version)}")
+        setting = _ambient_setting(release)
+        if setting is None:
+            continue
+        how = f" ({setting})" if setting else ""
+        message = f"{name} runs ambient mode{how} at Istio {_dotted(version)}; {allowed}"
+        found.append(Violation(rule, _urn(release), message))
+    if old_istiods:
+        for namespace in (r for r in resources if r.get("type") in NAMESPACE_TYPES):
+            if not _is_ambient_namespace(namespace):
+                continue
+            message = (
+                f"namespace {_object_name(namespace)} is ambient ({DATAPLANE_MODE_LABEL}={AMBIENT}) and "
+                f"{' and '.join(old_istiods)}; {allowed}"
+            )
+            found.append(Violation(rule, _urn(namespace), message))
+    return found
+
+
+def _gateway_api_crds(resources: Resources) -> list[tuple[str, Resource]]:
+    """The Gateway API CRDs of the stack (`<plural>.gateway.networking.k8s.io`), by name."""
+    suffix = f".{gateway_api.GROUP}"
+    return [
+        (_object_name(crd), crd) for crd in _of_type(resources, CRD) if _object_name(crd).endswith(suffix)
+    ]
+
+
+def _newest_control_plane(resources: Resources) -> tuple[tuple[int, int, int], Resource] | None:
+    """The newest exact istiod or base version of the stack, with its install (istiod first on a tie)."""
+    found = [
+        ((version, _chart(install) == "istiod"), install)
+        for install in _helm_installs(resources)
+        if _chart(install) in CONTROL_PLANE_CHARTS and (version := _exact_version(install)) is not None
+    ]
+    if not found:
+        return None
+    (version, _), install = max(found, key=lambda pair: pair[0])
+    return version, install
+
+
+def gateway_api_crds_minimum(resources: Resources, context: RuleContext) -> list[Violation]:
+    """Every Gateway API CRD is at or above the release the stack's newest Istio needs of it.
+
+    The minimum is `GATEWAY_API_FOR_ISTIO[<minor>].minimum(<crd>)` of components/gateway_api_versions.py
+    for the newest istiod or base version. From 1.30 istiod does not process the kinds of an older CRD
+    (IST0176, https://istio.io/latest/docs/reference/config/analysis/ist0176/), and before it Istio needs
+    the `v1` the CRDs serve from v1.0.0. A minor the table does not know is `gateway-api-crds-known`'s.
+    """
+    rule = "gateway-api-crds-minimum"
+    crds = _gateway_api_crds(resources)
+    newest = _newest_control_plane(resources) if crds else None
+    if newest is None:
+        return []
+    version, install = newest
+    table = gateway_api.GATEWAY_API_FOR_ISTIO.get(_dotted(version[:2]))
+    if table is None:
+        return []
+    found: list[Violation] = []
+    for name, crd in crds:
+        bundle = _dig(_inputs(crd), "metadata", "annotations", gateway_api.BUNDLE_VERSION_ANNOTATION)
+        if bundle in (SECRET, UNKNOWN):
+            continue
+        minimum = table.minimum(name)
+        needs = f"Istio {_dotted(version)} (chart {_chart(install)}) needs {minimum} or newer"
+        if bundle is None:
+            message = (
+                f"Gateway API CRD {name} has no {gateway_api.BUNDLE_VERSION_ANNOTATION} annotation; {needs}"
+            )
+        elif (release := gateway_api.parse_release(bundle)) is None:
+            message = (
+                f"Gateway API CRD {name} has bundle-version {_show(bundle)}, no release like v1.2.1; {needs}"
+            )
+        elif release < (gateway_api.parse_release(minimum) or (0, 0, 0)):
+            message = f"Gateway API CRD {name} has bundle-version {bundle}; {needs}"
+        else:
+            continue
+        found.append(Violation(rule, _urn(crd), message))
+    return found
+
+
+def gateway_api_crds_known(resources: Resources, context: RuleContext) -> list[Violation]:
+    """The newest Istio of a stack with Gateway API CRDs is a minor the Gateway API table knows.
+
+    Otherwise `gateway-api-crds-minimum` has no minimum to hold the CRDs to: this rule says so instead of
+    letting them pass silently. Always advisory, as `istio-version-known`: a reason to look, not to block.
+    """
+    rule = "gateway-api-crds-known"
+    crds = _gateway_api_crds(resources)
+    newest = _newest_control_plane(resources) if crds else None
+    if newest is None:
+        return []
+    version, install = newest
+    minor = _dotted(version[:2])
+    if minor in gateway_api.GATEWAY_API_FOR_ISTIO:
+        return []
+    known = sorted(
+        gateway_api.GATEWAY_API_FOR_ISTIO, key=lambda key: tuple(int(part) for part in key.split("."))
+    )
+    message = (
+        f"Istio {_dotted(version)} (chart {_chart(install)}) is unknown to the Gateway API table, which knows "
+        f"{known[0]} to {known[-1]}: the {len(crds)} Gateway API CRDs are not checked; add {minor} to "
+        "components/gateway_api_versions.py from istio/istio at that tag"
+    )
+    return [Violation(rule, _urn(install), message)]
+
+
+def ambient_namespaces_not_injected(resources: Resources, context: RuleContext) -> list[Violation]:
+    """No namespace is both ambient and injected: its pods would get sidecars, which take precedence over
+    ztunnel (https://istio.io/latest/docs/ambient/migrate/enable-ambient-mode/), so it is not ambient.
+
+    A namespace may be labelled by several resources (a Namespace and a NamespacePatch of it): they are
+    merged by metadata.name. One violation per namespace, on the first (by URN) resource making it ambient.
+    """
+    rule = "ambient-namespaces-not-injected"
+    ambient: dict[str, list[Resource]] = {}
+    injected: dict[str, list[str]] = {}
+    for resource in sorted((r for r in resources if r.get("type") in NAMESPACE_TYPES), key=_urn):
+        name = _object_name(resource)
+        if _is_ambient_namespace(resource):
+            ambient.setdefault(name, []).append(resource)
+        injected.setdefault(name, []).extend(
+            f"{label} on {_kind(resource)} {_name(resource)}" for label in _injection_labels(resource)
+        )
+    found: list[Violation] = []
+    for name, labelled in ambient.items():
+        if not injected.get(name):
+            continue
+        where = ", ".join(f"{_kind(r)} {_name(r)}" for r in labelled)
+        message = (
+            f"namespace {name} is ambient ({DATAPLANE_MODE_LABEL}={AMBIENT} on {where}) and injected "
+            f"({', '.join(injected[name])}); sidecars take precedence over ztunnel: label it for one data plane"
+        )
+        found.append(Violation(rule, _urn(labelled[0]), message))
     return found
 
 
@@ -679,6 +935,12 @@ RULES: tuple[Rule, ...] = (
         production_base_protected,
     ),
     Rule(
+        "production-ambient-ga",
+        "On production, ambient mode (istio-cni or istiod with the ambient profile, ztunnel, an ambient "
+        "namespace's istiod) runs Istio 1.24.0 or newer, where it is GA.",
+        production_ambient_ga,
+    ),
+    Rule(
         "istio-version-supported",
         "Istio charts use a minor release inside upstream support.",
         istio_version_supported,
@@ -689,9 +951,26 @@ RULES: tuple[Rule, ...] = (
         istio_version_known,
     ),
     Rule(
+        "gateway-api-crds-minimum",
+        "Gateway API CRDs are at or above the release the newest istiod or base version needs of them.",
+        gateway_api_crds_minimum,
+    ),
+    Rule(
+        "gateway-api-crds-known",
+        "With Gateway API CRDs, the newest Istio is a minor the Gateway API table knows (advisory: "
+        "update the table otherwise).",
+        gateway_api_crds_known,
+    ),
+    Rule(
         "kiali-not-anonymous-when-exposed",
         "A NodePort or LoadBalancer Kiali does not use the anonymous auth strategy.",
         kiali_not_anonymous_when_exposed,
+    ),
+    Rule(
+        "ambient-namespaces-not-injected",
+        "No namespace is both ambient (istio.io/dataplane-mode=ambient) and injected (istio-injection=enabled "
+        "or istio.io/rev).",
+        ambient_namespaces_not_injected,
     ),
     Rule(
         "explicit-provider",
@@ -710,7 +989,7 @@ RULE_IDS: tuple[str, ...] = tuple(rule.id for rule in RULES)
 # hand-made setup (an old Istio, anonymous Kiali on a NodePort) is told, not stopped.
 PRODUCTION_MANDATORY_RULES = frozenset({"istio-version-supported", "kiali-not-anonymous-when-exposed"})
 # Rules that only ever warn, on every stack.
-ADVISORY_RULES = frozenset({"istio-version-known"})
+ADVISORY_RULES = frozenset({"istio-version-known", "gateway-api-crds-known"})
 
 
 def is_advisory(rule_id: str, context: RuleContext) -> bool:

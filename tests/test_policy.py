@@ -58,6 +58,18 @@ GATEWAY_URN = urn("kubernetes:helm.sh/v3:Release", "istio-ingressgateway")
 KIALI_URN = urn("kubernetes:core/v1:Service", "istio-system/kiali")
 GRAFANA_URN = urn("kubernetes:core/v1:Service", "istio-system/grafana")
 RESTART_URN = urn("pulumi-python:dynamic/istio-mesh:Command", "restart-default")
+CNI_URN = urn("kubernetes:helm.sh/v3:Release", "istio-cni")
+ZTUNNEL_URN = urn("kubernetes:helm.sh/v3:Release", "ztunnel")
+NAMESPACE_PATCH = "kubernetes:core/v1:NamespacePatch"
+APPS_URN = urn(NAMESPACE_PATCH, "apps-ambient")
+CRD = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
+GATEWAY_API_URN = urn("istio-mesh:index:GatewayApi", "gateway-api")
+GATEWAY_API_CRDS_URN = urn("kubernetes:yaml/v2:ConfigGroup", "gateway-api-crds")
+# What Istio 1.28 was built against (components/gateway_api_versions.py), and the standard channel's kinds.
+GATEWAY_API = "v1.4.1"
+GATEWAY_API_KINDS = ("gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants")
+# A day when 1.22 and 1.23 were still supported, so an ambient stack on them breaks only the ambient rule.
+BEFORE_AMBIENT_GA = date(2024, 10, 1)
 
 
 def resource(type_: str, name: str, inputs: dict[str, Any], **options: Any) -> dict[str, Any]:
@@ -149,6 +161,55 @@ def good_plan(environment: str = "production") -> dict[str, Any]:
     }
 
 
+def namespace_patch(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    """A label on an application namespace, as components/injection.py applies it."""
+    metadata = {"name": namespace, "labels": labels, "annotations": {"pulumi.com/patchForce": "true"}}
+    return resource(NAMESPACE_PATCH, name, {"metadata": metadata})
+
+
+def crd_urn(plural: str) -> str:
+    return urn(CRD, f"gateway-api-crds:{plural}.gateway.networking.k8s.io")
+
+
+def gateway_api_crd(plural: str, version: str = GATEWAY_API) -> dict[str, Any]:
+    """One Gateway API CRD as the ConfigGroup's object (its name `<group>:<object>`, as the provider names it)."""
+    name = f"{plural}.gateway.networking.k8s.io"
+    metadata = {
+        "name": name,
+        "annotations": {
+            "gateway.networking.k8s.io/bundle-version": version,
+            "gateway.networking.k8s.io/channel": "standard",
+        },
+    }
+    inputs = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": metadata,
+    }
+    return resource(CRD, f"gateway-api-crds:{name}", inputs, parent=GATEWAY_API_CRDS_URN)
+
+
+def ambient_plan(environment: str = "production") -> dict[str, Any]:
+    """`good_plan` in ambient mode: istiod and istio-cni with the ambient profile, ztunnel, an ambient
+    namespace beside the injected one, and the Gateway API CRDs its waypoints need. Every rule accepts it."""
+    plan = good_plan(environment)
+    find(plan, "istiod")["inputs"]["values"]["profile"] = "ambient"
+    restart = plan["resources"].pop()  # stays last
+    plan["resources"] += [
+        release("istio-cni", "cni", {"profile": "ambient"}),
+        release("ztunnel", "ztunnel", {}),
+        namespace_patch("default-injection", "default", {"istio-injection": "enabled"}),
+        namespace_patch("apps-ambient", "apps", {"istio.io/dataplane-mode": "ambient"}),
+        resource("istio-mesh:index:GatewayApi", "gateway-api", {}, provider=None),
+        resource(
+            "kubernetes:yaml/v2:ConfigGroup", "gateway-api-crds", {}, provider=None, parent=GATEWAY_API_URN
+        ),
+        *(gateway_api_crd(plural) for plural in GATEWAY_API_KINDS),
+        restart,
+    ]
+    return plan
+
+
 def find(plan: Mapping[str, Any], name: str, type_: str | None = None) -> dict[str, Any]:
     """The plan's resource named `name` (the first one, or the one of `type_`), to change in place."""
     return next(r for r in plan["resources"] if r["name"] == name and type_ in (None, r["type"]))
@@ -164,6 +225,7 @@ def lines(plan: Mapping[str, Any], today: date = TODAY) -> list[str]:
 @pytest.mark.parametrize("environment", ["production", "development"])
 def test_good_plan_has_no_violations(environment: str) -> None:
     assert lines(good_plan(environment)) == []
+    assert lines(ambient_plan(environment)) == []
 
 
 def test_context_reads_environment_and_cluster() -> None:
@@ -493,6 +555,118 @@ def test_commands_unparseable() -> None:
     ]
 
 
+AMBIENT_GA = "on production ambient needs Istio 1.24.0 or newer, where it is GA"
+
+
+def test_production_ambient_ga_ztunnel() -> None:
+    plan = ambient_plan()
+    find(plan, "ztunnel")["inputs"]["version"] = "1.23.6"
+    assert lines(plan, BEFORE_AMBIENT_GA) == [
+        f"production-ambient-ga: {ZTUNNEL_URN}: ztunnel release ztunnel runs ambient mode at Istio 1.23.6; "
+        f"{AMBIENT_GA}"
+    ]
+
+
+def test_production_ambient_ga_cni() -> None:
+    plan = ambient_plan()
+    find(plan, "istio-cni")["inputs"]["version"] = "1.22.8"
+    assert lines(plan, BEFORE_AMBIENT_GA) == [
+        f"production-ambient-ga: {CNI_URN}: cni release istio-cni runs ambient mode (profile ambient) at "
+        f"Istio 1.22.8; {AMBIENT_GA}"
+    ]
+
+
+def test_production_ambient_ga_istiod_and_the_ambient_namespace_it_serves() -> None:
+    plan = ambient_plan()
+    find(plan, "istiod")["inputs"]["version"] = "1.23.6"
+    assert lines(plan, BEFORE_AMBIENT_GA) == [
+        f"production-ambient-ga: {APPS_URN}: namespace apps is ambient (istio.io/dataplane-mode=ambient) and "
+        f"istiod release istiod is at Istio 1.23.6; {AMBIENT_GA}",
+        f"production-ambient-ga: {ISTIOD_URN}: istiod release istiod runs ambient mode (profile ambient) at "
+        f"Istio 1.23.6; {AMBIENT_GA}",
+    ]
+
+
+def test_production_ambient_ga_an_ambient_namespace_under_a_sidecar_istiod() -> None:
+    plan = good_plan()
+    find(plan, "istiod")["inputs"]["version"] = "1.23.6"
+    assert lines(plan, BEFORE_AMBIENT_GA) == []
+    plan["resources"].append(namespace_patch("apps-ambient", "apps", {"istio.io/dataplane-mode": "ambient"}))
+    assert lines(plan, BEFORE_AMBIENT_GA) == [
+        f"production-ambient-ga: {APPS_URN}: namespace apps is ambient (istio.io/dataplane-mode=ambient) and "
+        f"istiod release istiod is at Istio 1.23.6; {AMBIENT_GA}"
+    ]
+
+
+def test_ambient_below_ga_is_fine_off_production() -> None:
+    plan = ambient_plan("development")
+    for name in ("istiod", "istio-cni", "ztunnel"):
+        find(plan, name)["inputs"]["version"] = "1.23.6"
+    assert lines(plan, BEFORE_AMBIENT_GA) == []
+
+
+def test_gateway_api_crds_minimum() -> None:
+    plan = ambient_plan()
+    find(plan, "gateway-api-crds:httproutes.gateway.networking.k8s.io")["inputs"]["metadata"]["annotations"][
+        "gateway.networking.k8s.io/bundle-version"
+    ] = "v0.8.0"
+    assert lines(plan) == [
+        f"gateway-api-crds-minimum: {crd_urn('httproutes')}: Gateway API CRD httproutes.gateway.networking.k8s.io "
+        "has bundle-version v0.8.0; Istio 1.28.2 (chart istiod) needs v1.0.0 or newer"
+    ]
+
+
+def test_gateway_api_crds_minimum_of_one_kind() -> None:
+    """From 1.30 a CRD may need more than v1.0.0: TLSRoute v1.5.0 (MinimumCRDVersions)."""
+    plan = ambient_plan()
+    find(plan, "istiod")["inputs"]["version"] = "1.30.3"
+    assert lines(plan) == []
+    plan["resources"].insert(-1, gateway_api_crd("tlsroutes"))
+    assert lines(plan) == [
+        f"gateway-api-crds-minimum: {crd_urn('tlsroutes')}: Gateway API CRD tlsroutes.gateway.networking.k8s.io "
+        "has bundle-version v1.4.1; Istio 1.30.3 (chart istiod) needs v1.5.0 or newer"
+    ]
+
+
+def test_gateway_api_crds_known() -> None:
+    plan = ambient_plan()
+    find(plan, "istiod")["inputs"]["version"] = "1.40.0"
+    assert lines(plan) == [
+        f"istio-version-known: {ISTIOD_URN}: Istio 1.40.0 (chart istiod) is unknown to the support table: 1.40 "
+        "is newer than 1.31, the newest minor of the support table (checked 2026-12-02); check upstream "
+        "(https://istio.io/latest/docs/releases/supported-releases/) and update policy/istio_releases.py",
+        f"gateway-api-crds-known: {ISTIOD_URN}: Istio 1.40.0 (chart istiod) is unknown to the Gateway API "
+        "table, which knows 1.22 to 1.31: the 5 Gateway API CRDs are not checked; add 1.40 to "
+        "components/gateway_api_versions.py from istio/istio at that tag",
+    ]
+
+
+def test_ambient_namespaces_not_injected() -> None:
+    plan = ambient_plan()
+    find(plan, "apps-ambient")["inputs"]["metadata"]["labels"]["istio-injection"] = "enabled"
+    assert lines(plan) == [
+        f"ambient-namespaces-not-injected: {APPS_URN}: namespace apps is ambient (istio.io/dataplane-mode=ambient "
+        "on NamespacePatch apps-ambient) and injected (istio-injection=enabled on NamespacePatch apps-ambient); "
+        "sidecars take precedence over ztunnel: label it for one data plane"
+    ]
+
+
+def test_ambient_namespaces_not_injected_merges_a_namespaces_resources() -> None:
+    plan = ambient_plan()
+    plan["resources"].append(
+        resource(
+            "kubernetes:core/v1:Namespace",
+            "apps",
+            {"metadata": {"name": "apps", "labels": {"istio.io/rev": "canary"}}},
+        )
+    )
+    assert lines(plan) == [
+        f"ambient-namespaces-not-injected: {APPS_URN}: namespace apps is ambient (istio.io/dataplane-mode=ambient "
+        "on NamespacePatch apps-ambient) and injected (istio.io/rev=canary on Namespace apps); "
+        "sidecars take precedence over ztunnel: label it for one data plane"
+    ]
+
+
 def test_check_all_orders_by_rule_then_urn() -> None:
     plan = good_plan()
     find(plan, "istio-system/grafana")["provider"] = None
@@ -513,9 +687,13 @@ def test_rule_ids() -> None:
         "node-ports-valid",
         "production-dashboards-internal",
         "production-base-protected",
+        "production-ambient-ga",
         "istio-version-supported",
         "istio-version-known",
+        "gateway-api-crds-minimum",
+        "gateway-api-crds-known",
         "kiali-not-anonymous-when-exposed",
+        "ambient-namespaces-not-injected",
         "explicit-provider",
         "commands-name-cluster",
     )
@@ -609,11 +787,15 @@ EXPECTED_POLICIES = [
     ("node-ports-valid", EnforcementLevel.MANDATORY),
     ("production-dashboards-internal", EnforcementLevel.MANDATORY),
     ("production-base-protected", EnforcementLevel.MANDATORY),
+    ("production-ambient-ga", EnforcementLevel.MANDATORY),
     ("istio-version-supported", EnforcementLevel.MANDATORY),
     ("istio-version-supported-advisory", EnforcementLevel.ADVISORY),
     ("istio-version-known", EnforcementLevel.ADVISORY),
+    ("gateway-api-crds-minimum", EnforcementLevel.MANDATORY),
+    ("gateway-api-crds-known", EnforcementLevel.ADVISORY),
     ("kiali-not-anonymous-when-exposed", EnforcementLevel.MANDATORY),
     ("kiali-not-anonymous-when-exposed-advisory", EnforcementLevel.ADVISORY),
+    ("ambient-namespaces-not-injected", EnforcementLevel.MANDATORY),
     ("explicit-provider", EnforcementLevel.MANDATORY),
     ("commands-name-cluster", EnforcementLevel.MANDATORY),
 ]
@@ -679,9 +861,22 @@ def run_policy(name: str, plan: Mapping[str, Any]) -> list[tuple[str, str | None
     return reported
 
 
-def broken_plan(environment: str) -> dict[str, Any]:
-    """A plan that breaks every rule at least once (the production-only ones on production only)."""
-    plan = good_plan(environment)
+def broken_plan(environment: str, newest_istio_unknown: bool = False) -> dict[str, Any]:
+    """A plan that breaks every rule at least once (the production-only ones on production only).
+
+    But one of the two Gateway API rules: the CRDs are held to the minimums of the newest Istio's minor
+    (`gateway-api-crds-minimum`) or, when the table does not know that minor, reported unchecked
+    (`gateway-api-crds-known`). `newest_istio_unknown` adds an istiod of a minor newer than the table.
+    """
+    plan = ambient_plan(environment)
+    find(plan, "ztunnel")["inputs"]["version"] = "1.23.6"
+    find(plan, "gateway-api-crds:httproutes.gateway.networking.k8s.io")["inputs"]["metadata"]["annotations"][
+        "gateway.networking.k8s.io/bundle-version"
+    ] = "v0.8.0"
+    find(plan, "default-injection")["inputs"]["metadata"]["labels"]["istio.io/dataplane-mode"] = "ambient"
+    if newest_istio_unknown:
+        plan["resources"].insert(-1, release("istiod-canary", "istiod", {}))
+        find(plan, "istiod-canary")["inputs"]["version"] = "1.40.0"
     find(plan, "istiod")["inputs"]["version"] = "1.26.3"
     find(plan, "istio-base")["inputs"]["version"] = "^1.28.0"
     find(plan, "istio-ingressgateway")["inputs"]["version"] = "1.32.0"
@@ -700,14 +895,17 @@ def by_rule(plan: Mapping[str, Any]) -> dict[str, list[tuple[str, str | None]]]:
     return found
 
 
+PRODUCTION_ONLY = {"production-dashboards-internal", "production-base-protected", "production-ambient-ga"}
+
+
+@pytest.mark.parametrize("newest_istio_unknown", [False, True])
 @pytest.mark.parametrize("environment", ["production", "development"])
-def test_pack_reports_what_the_rules_report(environment: str) -> None:
-    plan = broken_plan(environment)
+def test_pack_reports_what_the_rules_report(environment: str, newest_istio_unknown: bool) -> None:
+    plan = broken_plan(environment, newest_istio_unknown)
     expected = by_rule(plan)
     production = environment == "production"
-    assert set(expected) == set(RULE_IDS) - (
-        set() if production else {"production-dashboards-internal", "production-base-protected"}
-    )
+    unchecked = "gateway-api-crds-minimum" if newest_istio_unknown else "gateway-api-crds-known"
+    assert set(expected) == set(RULE_IDS) - (set() if production else PRODUCTION_ONLY) - {unchecked}
     for policy in pack.POLICY_SPECS:
         applies = policy.applies is None or policy.applies(context_for(plan["resources"], TODAY))
         if not applies:
@@ -720,8 +918,8 @@ def test_pack_reports_what_the_rules_report(environment: str) -> None:
         )
 
 
-def test_pack_on_the_good_plan_reports_nothing() -> None:
-    plan = good_plan()
+@pytest.mark.parametrize("plan", [good_plan(), ambient_plan()], ids=["sidecar", "ambient"])
+def test_pack_on_the_good_plan_reports_nothing(plan: dict[str, Any]) -> None:
     for name, _ in EXPECTED_POLICIES:
         if not name.endswith("-advisory"):
             assert run_policy(name, plan) == []
@@ -787,10 +985,11 @@ def analyze_stack_request(plan: Mapping[str, Any]) -> analyzer_pb2.AnalyzeStackR
     return analyzer_pb2.AnalyzeStackRequest(resources=resources)
 
 
+@pytest.mark.parametrize("newest_istio_unknown", [False, True])
 @pytest.mark.parametrize("environment", ["production", "development"])
-def test_pack_through_the_sdk_analyzer(environment: str) -> None:
+def test_pack_through_the_sdk_analyzer(environment: str, newest_istio_unknown: bool) -> None:
     """The SDK's own analyzer servicer (what `PolicyPack` serves) reports exactly the rules' lines."""
-    plan = broken_plan(environment)
+    plan = broken_plan(environment, newest_istio_unknown)
     servicer = _PolicyAnalyzerServicer(
         pack.PACK_NAME, "0.0.1", list(pack.build_policies(lambda: TODAY)), EnforcementLevel.MANDATORY
     )
@@ -817,6 +1016,7 @@ def test_pack_through_the_sdk_analyzer(environment: str) -> None:
         [
             "istio-version-supported",
             "kiali-not-anonymous-when-exposed",
+            "production-ambient-ga",
             "production-base-protected",
             "production-dashboards-internal",
         ]
@@ -828,7 +1028,8 @@ def test_pack_through_the_sdk_analyzer(environment: str) -> None:
 @pytest.fixture
 def pack_modules_restored() -> Iterator[None]:
     saved_path = list(sys.path)
-    saved = {name: sys.modules.get(name) for name in ("rules", "istio_releases")}
+    names = ("rules", "istio_releases", "components", "components.gateway_api_versions")
+    saved = {name: sys.modules.get(name) for name in names}
     yield
     sys.path[:] = saved_path
     for name, module in saved.items():
@@ -843,16 +1044,30 @@ def test_pack_runs_the_way_pulumi_runs_it(
 ) -> None:
     """`python -m pulumi.policy` runs the folder with runpy: no package, the folder on sys.path."""
     built: list[tuple[str, list[tuple[str, EnforcementLevel | None]]]] = []
+    path_while_running: list[str] = []
 
     def fake_pack(name: str, policies: list[Any], **_: Any) -> None:
         built.append((name, [(p.name, p.enforcement_level) for p in policies]))
+        path_while_running.extend(sys.path)
 
     monkeypatch.setattr("pulumi_policy.PolicyPack", fake_pack)
-    runpy.run_path(str(Path(pack.__file__).parent), run_name="__main__")
+    # Only the pack's folder on sys.path, as under `pulumi`: not the repository (which pytest adds), nor
+    # the Gateway API table already imported from it.
+    root = Path(pack.__file__).resolve().parents[1]
+    sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != root]
+    for name in ("components", "components.gateway_api_versions"):
+        sys.modules.pop(name, None)
+    folder = str(Path(pack.__file__).parent)
+    runpy.run_path(folder, run_name="__main__")
     assert built == [("istio-mesh", EXPECTED_POLICIES)]
     # The pack imported its modules top-level (the fallback imports), not as the `policy` package.
     assert sys.modules["rules"] is not rules
     assert "istio_releases" in sys.modules
+    # ... and the Gateway API table from the repository, which the fallback put right after the folder.
+    assert path_while_running[:2] == [folder, str(root)]
+    table = sys.modules["components.gateway_api_versions"]
+    assert Path(str(table.__file__)) == root / "components" / "gateway_api_versions.py"
+    assert sys.modules["rules"].gateway_api is table
 
 
 @pytest.mark.parametrize(

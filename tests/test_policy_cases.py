@@ -16,7 +16,10 @@ import policy.__main__ as pack
 from policy import rules
 from policy.rules import RULES, RuleContext, check_plan, context_for, rule_by_id
 from tests.test_policy import (
+    APPS_URN,
     BASE_URN,
+    BEFORE_AMBIENT_GA,
+    CNI_URN,
     CONTEXT,
     DEFAULT_K8S_PROVIDER,
     GATEWAY_URN,
@@ -27,9 +30,14 @@ from tests.test_policy import (
     RESTART_URN,
     TARGET,
     TODAY,
+    ZTUNNEL_URN,
+    ambient_plan,
+    crd_urn,
     find,
+    gateway_api_crd,
     good_plan,
     lines,
+    namespace_patch,
     release,
     resource,
     restart_with,
@@ -805,6 +813,245 @@ def test_the_known_rule_names_each_unknown_release() -> None:
     ]
 
 
+# --- production-ambient-ga ---------------------------------------------------------------------------
+
+GA = "on production ambient needs Istio 1.24.0 or newer, where it is GA"
+
+
+@pytest.mark.parametrize(("version", "below"), [("1.24.0", False), ("1.23.6", True), ("1.22.0", True)])
+def test_ambient_ga_starts_at_1_24_0(version: str, below: bool) -> None:
+    plan = ambient_plan()
+    find(plan, "ztunnel")["inputs"]["version"] = version
+    expected = [
+        f"production-ambient-ga: {ZTUNNEL_URN}: ztunnel release ztunnel runs ambient mode at Istio {version}; {GA}"
+    ]
+    assert lines(plan, BEFORE_AMBIENT_GA) == (expected if below else [])
+
+
+@pytest.mark.parametrize(
+    ("values", "setting"),
+    [
+        ({}, None),
+        ({"profile": "default"}, None),
+        ({"ambient": {"enabled": False}}, None),
+        ({"ambient": {"enabled": "true"}}, None),
+        ({"ambient": {"enabled": True}}, "ambient.enabled: true"),
+        ({"cni": {"ambient": {"enabled": True}}}, "cni.ambient.enabled: true"),
+        ({"profile": "ambient", "ambient": {"enabled": True}}, "profile ambient"),
+    ],
+)
+def test_istio_cni_is_ambient_only_when_set_so(values: dict[str, Any], setting: str | None) -> None:
+    """istio-cni also serves sidecars alone (the CNI plugin instead of istio-init): that is not ambient."""
+    plan = ambient_plan()
+    find(plan, "istio-cni")["inputs"].update(values=values, version="1.23.6")
+    expected = [
+        f"production-ambient-ga: {CNI_URN}: cni release istio-cni runs ambient mode ({setting}) at Istio 1.23.6; {GA}"
+    ]
+    assert lines(plan, BEFORE_AMBIENT_GA) == ([] if setting is None else expected)
+
+
+def test_an_old_istiod_without_the_ambient_profile_is_judged_by_its_ambient_namespaces_only() -> None:
+    plan = ambient_plan()
+    istiod = find(plan, "istiod")["inputs"]
+    del istiod["values"]["profile"]
+    istiod["version"] = "1.23.6"
+    assert lines(plan, BEFORE_AMBIENT_GA) == [
+        f"production-ambient-ga: {APPS_URN}: namespace apps is ambient (istio.io/dataplane-mode=ambient) and "
+        f"istiod release istiod is at Istio 1.23.6; {GA}"
+    ]
+    find(plan, "apps-ambient")["inputs"]["metadata"]["labels"]["istio.io/dataplane-mode"] = "none"
+    assert lines(plan, BEFORE_AMBIENT_GA) == []
+
+
+def test_an_ambient_namespace_names_every_old_istiod() -> None:
+    plan = good_plan()
+    find(plan, "istiod")["inputs"]["version"] = "1.23.6"
+    plan["resources"].append(release("istiod-canary", "istiod", {}))
+    find(plan, "istiod-canary")["inputs"]["version"] = "1.22.8"
+    plan["resources"].append(release("istiod-next", "istiod", {}))  # at 1.28.2: newer than GA, not named
+    plan["resources"].append(
+        resource(
+            "kubernetes:core/v1:Namespace",
+            "apps",
+            {"metadata": {"name": "apps", "labels": {"istio.io/dataplane-mode": "ambient"}}},
+        )
+    )
+    assert lines(plan, BEFORE_AMBIENT_GA) == [
+        f"production-ambient-ga: {urn('kubernetes:core/v1:Namespace', 'apps')}: namespace apps is ambient "
+        "(istio.io/dataplane-mode=ambient) and istiod release istiod is at Istio 1.23.6 and istiod release "
+        f"istiod-canary is at Istio 1.22.8; {GA}"
+    ]
+
+
+@pytest.mark.parametrize("version", ["1.23", "^1.23.0", "[unknown]"])
+def test_an_inexact_or_unknown_ambient_version_is_not_judged(version: str) -> None:
+    plan = ambient_plan()
+    find(plan, "ztunnel")["inputs"]["version"] = version
+    assert [line.split(":")[0] for line in lines(plan, BEFORE_AMBIENT_GA)] == (
+        [] if version == "[unknown]" else ["exact-chart-versions"]
+    )
+
+
+# --- gateway-api-crds-minimum and gateway-api-crds-known ----------------------------------------------
+
+
+def crd_annotations(plan: dict[str, Any], plural: str) -> dict[str, Any]:
+    return find(plan, f"gateway-api-crds:{plural}.gateway.networking.k8s.io")["inputs"]["metadata"][
+        "annotations"
+    ]
+
+
+NEEDS = "Istio 1.28.2 (chart istiod) needs v1.0.0 or newer"
+
+
+@pytest.mark.parametrize(
+    ("bundle", "says"),
+    [
+        (None, "has no gateway.networking.k8s.io/bundle-version annotation"),
+        ("v1.3.0-rc.1", 'has bundle-version "v1.3.0-rc.1", no release like v1.2.1'),
+        ("1.4.1", 'has bundle-version "1.4.1", no release like v1.2.1'),
+        (1.4, "has bundle-version 1.4, no release like v1.2.1"),
+        ("v0.99.0", "has bundle-version v0.99.0"),
+    ],
+)
+def test_a_bundle_version_that_is_missing_or_no_release_is_reported(bundle: Any, says: str) -> None:
+    plan = ambient_plan()
+    annotations = crd_annotations(plan, "gateways")
+    if bundle is None:
+        del annotations["gateway.networking.k8s.io/bundle-version"]
+    else:
+        annotations["gateway.networking.k8s.io/bundle-version"] = bundle
+    assert lines(plan) == [
+        f"gateway-api-crds-minimum: {crd_urn('gateways')}: Gateway API CRD gateways.gateway.networking.k8s.io "
+        f"{says}; {NEEDS}"
+    ]
+
+
+@pytest.mark.parametrize("bundle", ["v1.0.0", "v1.10.0", "[unknown]", "[secret]"])
+def test_a_crd_at_the_minimum_or_unknown_passes(bundle: str) -> None:
+    plan = ambient_plan()
+    crd_annotations(plan, "gateways")["gateway.networking.k8s.io/bundle-version"] = bundle
+    assert lines(plan) == []
+
+
+def test_only_gateway_api_crds_are_held_to_the_table() -> None:
+    plan = ambient_plan()
+    other = gateway_api_crd("httproutes", "v0.1.0")
+    other["inputs"]["metadata"]["name"] = "httproutes.example.com"
+    other["urn"] = urn(
+        "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition", "httproutes.example.com"
+    )
+    plan["resources"].append(other)
+    assert lines(plan) == []
+
+
+def test_the_newest_of_istiod_and_base_sets_the_minimum() -> None:
+    """A base chart newer than istiod (mid-upgrade: base first) already asks for its minimums."""
+    plan = ambient_plan()
+    plan["resources"].insert(-1, gateway_api_crd("tlsroutes"))
+    assert lines(plan) == []
+    find(plan, "istio-base")["inputs"]["version"] = "1.30.3"
+    assert lines(plan) == [
+        f"gateway-api-crds-minimum: {crd_urn('tlsroutes')}: Gateway API CRD tlsroutes.gateway.networking.k8s.io "
+        "has bundle-version v1.4.1; Istio 1.30.3 (chart base) needs v1.5.0 or newer"
+    ]
+
+
+def test_without_an_exact_control_plane_version_the_crds_are_not_judged() -> None:
+    plan = ambient_plan()
+    crd_annotations(plan, "gateways")["gateway.networking.k8s.io/bundle-version"] = "v0.5.0"
+    find(plan, "istiod")["inputs"]["version"] = "[unknown]"
+    find(plan, "istio-base")["inputs"]["version"] = "[unknown]"
+    assert lines(plan) == []
+
+
+def test_a_minor_older_than_the_gateway_api_table_is_unknown_too() -> None:
+    plan = ambient_plan("development")
+    for name in ("istiod", "istio-base", "istio-cni", "ztunnel"):
+        find(plan, name)["inputs"]["version"] = "1.21.6"
+    crd_annotations(plan, "gateways")["gateway.networking.k8s.io/bundle-version"] = "v0.5.0"
+    assert lines(plan, date(2024, 6, 1)) == [
+        f"gateway-api-crds-known: {ISTIOD_URN}: Istio 1.21.6 (chart istiod) is unknown to the Gateway API table, "
+        "which knows 1.22 to 1.31: the 5 Gateway API CRDs are not checked; add 1.21 to "
+        "components/gateway_api_versions.py from istio/istio at that tag"
+    ]
+
+
+def test_an_unknown_minor_without_gateway_api_crds_is_no_gateway_api_concern() -> None:
+    plan = good_plan()
+    find(plan, "istiod")["inputs"]["version"] = "1.40.0"
+    assert [line.split(":")[0] for line in lines(plan)] == ["istio-version-known"]
+
+
+# --- ambient-namespaces-not-injected ------------------------------------------------------------------
+
+
+def with_apps_labels(labels: dict[str, Any]) -> dict[str, Any]:
+    plan = ambient_plan()
+    find(plan, "apps-ambient")["inputs"]["metadata"]["labels"].update(labels)
+    return plan
+
+
+def both(injected: str) -> list[str]:
+    return [
+        f"ambient-namespaces-not-injected: {APPS_URN}: namespace apps is ambient (istio.io/dataplane-mode=ambient "
+        f"on NamespacePatch apps-ambient) and injected ({injected}); sidecars take precedence over ztunnel: "
+        "label it for one data plane"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("labels", "injected"),
+    [
+        ({"istio-injection": "disabled"}, None),
+        ({"istio-injection": "Enabled"}, None),
+        ({"istio.io/rev": ""}, None),
+        ({"istio.io/rev": "[unknown]"}, None),
+        ({"istio.io/rev": None}, None),
+        ({"istio.io/rev": "default"}, "istio.io/rev=default on NamespacePatch apps-ambient"),
+        (
+            {"istio-injection": "enabled", "istio.io/rev": "canary"},
+            "istio-injection=enabled on NamespacePatch apps-ambient, istio.io/rev=canary on NamespacePatch "
+            "apps-ambient",
+        ),
+    ],
+)
+def test_what_injects_an_ambient_namespace(labels: dict[str, Any], injected: str | None) -> None:
+    assert lines(with_apps_labels(labels)) == ([] if injected is None else both(injected))
+
+
+@pytest.mark.parametrize("mode", ["none", "[unknown]", "Ambient"])
+def test_an_injected_namespace_that_is_not_ambient_is_fine(mode: str) -> None:
+    plan = with_apps_labels({"istio-injection": "enabled", "istio.io/dataplane-mode": mode})
+    assert lines(plan) == []
+
+
+def test_namespaces_are_merged_by_their_kubernetes_name_not_the_pulumi_one() -> None:
+    plan = ambient_plan()
+    plan["resources"].append(namespace_patch("apps-injection", "apps", {"istio-injection": "enabled"}))
+    plan["resources"].append(
+        namespace_patch("apps-ambient-2", "apps", {"istio.io/dataplane-mode": "ambient"})
+    )
+    plan["resources"].append(namespace_patch("other-injection", "other", {"istio-injection": "enabled"}))
+    assert lines(plan) == [
+        f"ambient-namespaces-not-injected: {APPS_URN}: namespace apps is ambient (istio.io/dataplane-mode=ambient "
+        "on NamespacePatch apps-ambient, NamespacePatch apps-ambient-2) and injected (istio-injection=enabled on "
+        "NamespacePatch apps-injection); sidecars take precedence over ztunnel: label it for one data plane"
+    ]
+
+
+def test_a_namespace_of_another_kind_is_no_namespace() -> None:
+    plan = ambient_plan()
+    plan["resources"].append(
+        resource(
+            "kubernetes:core/v1:ConfigMap",
+            "apps",
+            {"metadata": {"name": "apps", "labels": {"istio-injection": "enabled"}}},
+        )
+    )
+    assert lines(plan) == []
+
+
 # --- the rules together ------------------------------------------------------------------------------
 
 
@@ -828,11 +1075,25 @@ def test_the_pack_describes_each_rule() -> None:
             "production-base-protected",
             "On production, the Istio base release or v4 Chart (the CRDs) has protect: true.",
         ),
+        (
+            "production-ambient-ga",
+            "On production, ambient mode (istio-cni or istiod with the ambient profile, ztunnel, an ambient "
+            "namespace's istiod) runs Istio 1.24.0 or newer, where it is GA.",
+        ),
         ("istio-version-supported", "Istio charts use a minor release inside upstream support."),
         ("istio-version-supported-advisory", "Istio charts use a minor release inside upstream support."),
         (
             "istio-version-known",
             "Istio charts use a version the support table knows (advisory: check upstream otherwise).",
+        ),
+        (
+            "gateway-api-crds-minimum",
+            "Gateway API CRDs are at or above the release the newest istiod or base version needs of them.",
+        ),
+        (
+            "gateway-api-crds-known",
+            "With Gateway API CRDs, the newest Istio is a minor the Gateway API table knows (advisory: "
+            "update the table otherwise).",
         ),
         (
             "kiali-not-anonymous-when-exposed",
@@ -841,6 +1102,11 @@ def test_the_pack_describes_each_rule() -> None:
         (
             "kiali-not-anonymous-when-exposed-advisory",
             "A NodePort or LoadBalancer Kiali does not use the anonymous auth strategy.",
+        ),
+        (
+            "ambient-namespaces-not-injected",
+            "No namespace is both ambient (istio.io/dataplane-mode=ambient) and injected (istio-injection=enabled "
+            "or istio.io/rev).",
         ),
         (
             "explicit-provider",

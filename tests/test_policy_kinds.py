@@ -250,3 +250,44 @@ def test_a_v4_gateway_charts_node_ports_are_judged_on_its_service_once() -> None
     assert [str(v) for v in violations(stack(chart, gateway))] == [
         f"node-ports-valid: {gateway['urn']}: nodePort 29999 is outside 30000-32767"
     ]
+
+
+# Ambient mode and the Gateway API CRDs, as the program nests them: a v4 ztunnel Chart is judged as a
+# ztunnel Release is, and the CRDs are the objects of a ConfigGroup inside the GatewayApi component.
+
+
+def test_a_v4_ztunnel_chart_below_ambient_ga_on_production() -> None:
+    chart = istio_chart("ztunnel", "1.23.6")
+    assert [str(v) for v in check_all(stack(chart), context_for(stack(chart), date(2024, 10, 1)))] == [
+        f"production-ambient-ga: {chart['urn']}: ztunnel Chart istio-ztunnel runs ambient mode at Istio 1.23.6; "
+        "on production ambient needs Istio 1.24.0 or newer, where it is GA"
+    ]
+
+
+def test_gateway_api_crds_nested_in_components_are_judged() -> None:
+    component_ = component("istio-mesh:index:GatewayApi", "gateway-api", {})
+    group = component("kubernetes:yaml/v2:ConfigGroup", "gateway-api-crds", {}) | {
+        "parent": component_["urn"]
+    }
+    group["urn"] = urn("kubernetes:yaml/v2:ConfigGroup", "gateway-api-crds", "istio-mesh:index:GatewayApi")
+    crd = resource(
+        "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition",
+        "gateway-api-crds:grpcroutes.gateway.networking.k8s.io",
+        {
+            "metadata": {
+                "name": "grpcroutes.gateway.networking.k8s.io",
+                "annotations": {
+                    "gateway.networking.k8s.io/bundle-version": "v1.0.0",
+                    "gateway.networking.k8s.io/channel": "experimental",
+                },
+            }
+        },
+        parent=group["urn"],
+    )
+    istiod = istio_chart("istiod", "1.29.6")
+    assert violations(stack(istiod, component_, group, crd)) == []
+    istiod["inputs"]["version"] = "1.30.3"  # GRPCRoute needs v1.1.0 from 1.30 (MinimumCRDVersions)
+    assert [str(v) for v in violations(stack(istiod, component_, group, crd))] == [
+        f"gateway-api-crds-minimum: {crd['urn']}: Gateway API CRD grpcroutes.gateway.networking.k8s.io has "
+        "bundle-version v1.0.0; Istio 1.30.3 (chart istiod) needs v1.1.0 or newer"
+    ]
