@@ -137,7 +137,7 @@ def add(
     if not new:
         out.write(f"{lock.name}: unchanged, every sum was already locked\n")
         return []
-    _write_atomically(lock, format_lock({**locked, **{(d.version, d.addon): d.sha256 for d in new}}))
+    write_atomically(lock, format_lock({**locked, **{(d.version, d.addon): d.sha256 for d in new}}))
     added = ", ".join(sorted({d.version for d in new}, key=_version_key))
     out.write(
         f"{lock.name}: {len(new)} sum(s) added for Istio {added}. Check them against a second source (for "
@@ -191,7 +191,7 @@ def _changed_message(changed: Sequence[Download], locked: Sums, lock: pathlib.Pa
     )
 
 
-def _write_atomically(path: pathlib.Path, text: str) -> None:
+def write_atomically(path: pathlib.Path, text: str) -> None:
     # Same directory + os.replace: an interrupted run leaves the old lock, never half of a new one.
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

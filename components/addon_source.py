@@ -38,7 +38,7 @@ LOCK_COMMAND = "python -m components.addon_lock add"
 _URL_SCHEMES = ("http://", "https://", "file://")
 _FETCH_TIMEOUT_SECONDS = 60
 _EXACT_VERSION = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 Checksums = Mapping[tuple[str, str], str]
 
@@ -65,14 +65,28 @@ def addon_location(source: str, version: str, addon: str) -> str:
 
 
 def default_cache_dir() -> pathlib.Path:
+    """Where downloaded addon manifests are kept: `$ISTIO_MESH_CACHE_DIR` itself, else `addons/` of
+    the cache root (`cache_root`)."""
+    explicit = os.environ.get("ISTIO_MESH_CACHE_DIR")
+    if explicit:
+        return pathlib.Path(explicit).expanduser()
+    return cache_root() / "addons"
+
+
+def cache_root() -> pathlib.Path:
+    """`$ISTIO_MESH_CACHE_DIR`, else `$XDG_CACHE_HOME/istio-mesh`, else `~/.cache/istio-mesh`.
+
+    The addons' cache is `addons/` in it (or the explicit directory itself, as it always was), and
+    the other downloads (`gateway-api/`, meshplan's `charts/`) are its siblings.
+    """
     explicit = os.environ.get("ISTIO_MESH_CACHE_DIR")
     if explicit:
         return pathlib.Path(explicit).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     # The XDG spec says a relative XDG_CACHE_HOME is invalid and must be ignored.
     if xdg and pathlib.Path(xdg).is_absolute():
-        return pathlib.Path(xdg) / "istio-mesh" / "addons"
-    return pathlib.Path.home() / ".cache" / "istio-mesh" / "addons"
+        return pathlib.Path(xdg) / "istio-mesh"
+    return pathlib.Path.home() / ".cache" / "istio-mesh"
 
 
 def read_lock(path: pathlib.Path) -> Checksums:
@@ -81,20 +95,31 @@ def read_lock(path: pathlib.Path) -> Checksums:
     Raises AddonSourceError naming the file and line of the first malformed line, or the file
     itself when it cannot be read: without a trusted lock, nothing may be downloaded.
     """
+    return read_sums(path, _lock_line_problem, AddonSourceError, "addon lock file")
+
+
+def read_sums(
+    path: pathlib.Path,
+    line_problem: Callable[[list[str], Mapping[tuple[str, str], str]], str | None],
+    error: type[Exception],
+    what: str,
+) -> Checksums:
+    """The sums of a lock file of `key name sha256` lines (`#` comments), each line judged by
+    `line_problem`; `error` names the file and line of the first bad line, or the unreadable file."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise AddonSourceError(f"Cannot read the addon lock file {path}: {describe_error(exc)}.") from None
+        raise error(f"Cannot read the {what} {path}: {describe_error(exc)}.") from None
     sums: dict[tuple[str, str], str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         content = line.strip()
         if not content or content.startswith("#"):
             continue
-        problem = _lock_line_problem(content.split(), sums)
+        problem = line_problem(content.split(), sums)
         if problem is not None:
-            raise AddonSourceError(f"{path}:{number}: {problem}: {content!r}.")
-        version, addon, sha256 = content.split()
-        sums[(version, addon)] = sha256
+            raise error(f"{path}:{number}: {problem}: {content!r}.")
+        key, name, sha256 = content.split()
+        sums[(key, name)] = sha256
     # Read-only so no caller can loosen verification at runtime by inserting a sum for a file it fetched.
     return MappingProxyType(sums)
 
@@ -107,7 +132,7 @@ def _lock_line_problem(fields: list[str], sums: Mapping[tuple[str, str], str]) -
         return f"version {version!r} is not an exact x.y.z"
     if addon not in KNOWN_ADDONS:
         return f"addon {addon!r} is not one of {', '.join(KNOWN_ADDONS)}"
-    if not _SHA256.match(sha256):
+    if not SHA256_PATTERN.match(sha256):
         return "the sha256 must be 64 lowercase hex digits"
     if (version, addon) in sums:
         return f"a second sum for {version} {addon}"
@@ -230,8 +255,8 @@ def _read_verified_url(
     expected = expected.lower()
 
     cache_file = cache_dir / version / f"{addon}.yaml"
-    cached = _read_cached(cache_file)
-    if cached is not None and _sha256(cached) == expected:
+    cached = read_cached(cache_file)
+    if cached is not None and sha256_hex(cached) == expected:
         return cached
 
     try:
@@ -244,13 +269,13 @@ def _read_verified_url(
             "A local directory as addons.source avoids the download."
         ) from None
 
-    actual = _sha256(data)
+    actual = sha256_hex(data)
     if actual != expected:
         raise AddonSourceError(
             f"Checksum mismatch for addon '{addon}' (Istio {version}) downloaded from {url}: "
             f"expected sha256 {expected} (addons.lock), got {actual}. The file was not cached or used."
         )
-    _write_cache(cache_file, data, url)
+    write_cache(cache_file, data, url)
     return data
 
 
@@ -276,7 +301,7 @@ def _version_key(version: str) -> tuple[tuple[int, str], ...]:
     return tuple((int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"[.\-+]", version))
 
 
-def _read_cached(cache_file: pathlib.Path) -> bytes | None:
+def read_cached(cache_file: pathlib.Path) -> bytes | None:
     try:
         return cache_file.read_bytes()
     except OSError:
@@ -284,7 +309,7 @@ def _read_cached(cache_file: pathlib.Path) -> bytes | None:
         return None
 
 
-def _write_cache(cache_file: pathlib.Path, data: bytes, url: str) -> None:
+def write_cache(cache_file: pathlib.Path, data: bytes, url: str) -> None:
     # Temp file in the same directory + os.replace, so a concurrent or interrupted run never sees a
     # half-written file (which would otherwise fail its checksum and force a re-download anyway).
     tmp_name: str | None = None
@@ -315,7 +340,8 @@ def fetch_url(url: str) -> bytes:
         return response.read()
 
 
-def _sha256(data: bytes) -> str:
+def sha256_hex(data: bytes) -> str:
+    """The lowercase hex sha256 of `data`, as lock files hold it."""
     return hashlib.sha256(data).hexdigest()
 
 
