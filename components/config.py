@@ -229,6 +229,9 @@ class IstioConfig:
     # Let one upgrade skip more than two minors (components/upgrade_path.py); off by default.
     allow_minor_skip: bool = False
     dataplane: str = "sidecar"  # sidecar | ambient: with ambient, istio-cni and ztunnel too
+    # False when the stack file's `dataplane` was refused: `dataplane` is then the default, and the rules
+    # that depend on it stay quiet, so the one mistake is reported once, as itself.
+    dataplane_valid: bool = field(default=True, compare=False, repr=False)
 
     @property
     def version_tuple(self) -> tuple[int, int, int]:
@@ -705,6 +708,7 @@ def _parse_istio(problems: _Problems, value: Any) -> IstioConfig | None:
         default_revision=default_revision,
         allow_minor_skip=allow_minor_skip,
         dataplane=dataplane,
+        dataplane_valid=section.get("dataplane") in (None, *DATAPLANES),
     )
 
 
@@ -959,7 +963,14 @@ def _parse_injection(problems: _Problems, value: Any, istio: IstioConfig | None)
                     _check_target(problems, path, target, targets)
     restart = _typed(problems, section, "injection", "restartWorkloads", bool, True, "expected true or false")
     ambient = _parse_ambient_namespaces(problems, section.get("ambient"), istio, namespaces)
-    waypoints = _parse_waypoints(problems, section.get("waypoints"), ambient)
+    # A namespace listed as ambient but refused for its own reason is not refused again for its waypoint.
+    raw_ambient = section.get("ambient")
+    listed: list[Any] = raw_ambient if isinstance(raw_ambient, list) else []
+    waypoints = {
+        name: traffic
+        for name, traffic in _parse_waypoints(problems, section.get("waypoints"), listed).items()
+        if name in ambient
+    }
     # A fixed order, whatever order the stack file lists them in.
     return InjectionConfig(
         namespaces=tuple(sorted(namespaces)) if routes else tuple(namespaces),
@@ -979,7 +990,8 @@ def _parse_ambient_namespaces(
     if not isinstance(value, list):
         problems.bad("injection.ambient", value, "expected a list of namespace names")
         return []
-    if istio is not None and not istio.ambient and value:
+    # An unknown istio.dataplane is reported once, as itself (it reads as the sidecar default here).
+    if istio is not None and not istio.ambient and value and istio.dataplane_valid:
         problems.bad(
             "injection.ambient",
             value,
@@ -1008,7 +1020,7 @@ def _parse_ambient_namespaces(
     return ambient
 
 
-def _parse_waypoints(problems: _Problems, value: Any, ambient: Sequence[str]) -> dict[str, str]:
+def _parse_waypoints(problems: _Problems, value: Any, ambient: Sequence[Any]) -> dict[str, str]:
     """`injection.waypoints`: `{namespace: {for: service}}`, a waypoint for an ambient namespace."""
     section = _mapping(problems, "injection.waypoints", value, None)
     waypoints: dict[str, str] = {}
