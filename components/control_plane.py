@@ -23,7 +23,14 @@ from components.revision_tags import (
     webhook_name,
 )
 from components.upgrade_path import UpgradePath
-from components.values import base_values, gateway_values, gateway_version, istiod_values
+from components.values import (
+    base_values,
+    cni_values,
+    gateway_values,
+    gateway_version,
+    istiod_values,
+    ztunnel_values,
+)
 
 ENVIRONMENT_LABEL = "istio-mesh/environment"
 
@@ -32,6 +39,9 @@ ENVIRONMENT_LABEL = "istio-mesh/environment"
 BASE_TIMEOUT_SECONDS = 300
 ISTIOD_TIMEOUT_SECONDS = 600
 GATEWAY_TIMEOUT_SECONDS = 600
+# istio-cni and ztunnel are DaemonSets: Helm waits for a pod on every node (a rolling update of a
+# large cluster's nodes one at a time), so they get longer than istiod.
+NODE_AGENT_TIMEOUT_SECONDS = 900
 # Applying the CRDs, and restarting a gateway then waiting for its rollout.
 COMMAND_TIMEOUT_SECONDS = 600
 ROLLOUT_TIMEOUT_SECONDS = 300
@@ -42,6 +52,10 @@ ROLLOUT_TIMEOUT_SECONDS = 300
 FIRST_TEMPLATED_CRDS = (1, 24, 0)
 CRD_FIELD_MANAGER = "istio-mesh"
 BASE_RELEASE = "istio-base"
+# Ambient mode's node agents, by the release names of Istio's Helm guide
+# (https://istio.io/latest/docs/ambient/install/helm/): the `cni` chart and the `ztunnel` chart.
+CNI_RELEASE = "istio-cni"
+ZTUNNEL_RELEASE = "ztunnel"
 
 
 def crd_apply_command(istio: IstioConfig, cluster: ClusterConfig) -> str:
@@ -112,7 +126,12 @@ def crd_adopt_command(cluster: ClusterConfig, release: str, namespace: str) -> s
 
 
 class ControlPlane(pulumi.ComponentResource):
-    """istio-system, then CRDs -> base -> istiod (one per revision) -> revision tags -> gateways."""
+    """istio-system, then CRDs -> base -> istiod (one per revision) -> revision tags -> gateways.
+
+    With `istio.dataplane: ambient`, then istio-cni -> ztunnel, after the default revision's istiod.
+    `gateway_api`, when given, is the Gateway API CRDs, which every istiod waits for: istiod serves
+    Gateway API resources (waypoints among them) only for the kinds it finds served.
+    """
 
     def __init__(
         self,
@@ -123,6 +142,7 @@ class ControlPlane(pulumi.ComponentResource):
         protect_crds: bool,
         environment: str,
         hand_made: HandMade | None = None,
+        gateway_api: pulumi.Resource | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("istio-mesh:index:ControlPlane", name, None, opts)
@@ -231,7 +251,7 @@ class ControlPlane(pulumi.ComponentResource):
                 namespace=namespace,
                 values=istiod_values(istio, revision),
                 timeout=ISTIOD_TIMEOUT_SECONDS,
-                opts=release_after(release_name, self.base),
+                opts=release_after(release_name, self.base, *([gateway_api] if gateway_api else [])),
             )
 
         # Tags (and the default tag for istio-injection=enabled) wait for their revision's istiod.
@@ -318,6 +338,35 @@ class ControlPlane(pulumi.ComponentResource):
                     )
                 )
 
+        # Ambient mode, in Istio's order (https://istio.io/latest/docs/ambient/install/helm/): istio-cni,
+        # then ztunnel, after istiod. One of each per cluster, upgraded in place whatever the revisions,
+        # at the version of the default revision's istiod (`node_agent_version`, held within a minor of
+        # every revision by components/config.py); so they wait for that istiod, which upgrades first,
+        # as Istio's ambient upgrade asks (https://istio.io/latest/docs/ambient/upgrade/helm/).
+        self.cni: k8s.helm.v3.Release | None = None
+        self.ztunnel: k8s.helm.v3.Release | None = None
+        if istio.ambient:
+            self.cni = k8s.helm.v3.Release(
+                CNI_RELEASE,
+                name=CNI_RELEASE,
+                **source("cni"),
+                version=istio.node_agent_version,
+                namespace=namespace,
+                values=cni_values(istio),
+                timeout=NODE_AGENT_TIMEOUT_SECONDS,
+                opts=release_after(CNI_RELEASE, self.istiod),
+            )
+            self.ztunnel = k8s.helm.v3.Release(
+                ZTUNNEL_RELEASE,
+                name=ZTUNNEL_RELEASE,
+                **source("ztunnel"),
+                version=istio.node_agent_version,
+                namespace=namespace,
+                values=ztunnel_values(istio),
+                timeout=NODE_AGENT_TIMEOUT_SECONDS,
+                opts=release_after(ZTUNNEL_RELEASE, self.cni),
+            )
+
         self.register_outputs(
             {
                 "namespace": namespace,
@@ -325,6 +374,7 @@ class ControlPlane(pulumi.ComponentResource):
                 "istiods": [release.status.name for release in self.istiods.values()],
                 "tags": sorted(self.tags),
                 "gateways": [gateway.status.name for gateway in self.gateways],
+                **({"nodeAgents": [CNI_RELEASE, ZTUNNEL_RELEASE]} if istio.ambient else {}),
             }
         )
 
@@ -345,3 +395,10 @@ class ControlPlane(pulumi.ComponentResource):
             assert self.legacy_injector is not None  # validated: revisions always have a default
             return self.legacy_injector
         return self.tag_bundles[target] if target in self.tag_bundles else self.istiods[target]
+
+    @property
+    def node_agents(self) -> pulumi.Resource | None:
+        """What an ambient namespace's label waits for: ztunnel, the last of the node agents (None
+        without ambient). istio-cni enrolls a labelled namespace's pods into the ztunnel on their
+        node, so both must run before a label puts pods in the ambient mesh."""
+        return self.ztunnel

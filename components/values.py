@@ -108,7 +108,10 @@ def base_values(istio: IstioConfig) -> dict[str, Any]:
 def istiod_values(istio: IstioConfig, revision: Revision | None = None) -> dict[str, Any]:
     """The profile's values for that chart version, the revision, then the stack's `istio.values`."""
     version = revision.version if revision else istio.version
-    values = profile_values(version, istio.profile, DEMO_ISTIOD_VALUES)
+    if istio.ambient:
+        values = {"profile": AMBIENT_PROFILE, **ambient_demo_values(version, istio.profile)}
+    else:
+        values = profile_values(version, istio.profile, DEMO_ISTIOD_VALUES)
     if revision is not None:
         values["revision"] = revision.name
     return deep_merge(values, istio.values)
@@ -132,4 +135,89 @@ def gateway_values(istio: IstioConfig, gateway: GatewayConfig) -> dict[str, Any]
     if gateway.tag:
         # The chart labels the pods `istio.io/rev=<tag>`, which the tag's webhook injects.
         values["revision"] = gateway.tag
+    return values
+
+
+# Ambient mode (`istio.dataplane: ambient`) is a chart profile: for istiod it turns on
+# PILOT_ENABLE_AMBIENT, HBONE for sidecars and gateways (so they reach ambient pods through ztunnel)
+# and `cni.ambient.enabled`; for the cni chart, `ambient.enabled`, the node agent's redirection
+# (manifests/helm-profiles/ambient.yaml of every release from 1.22; Istio's own Helm steps install
+# istiod and cni with `profile=ambient`, https://istio.io/latest/docs/ambient/install/helm/).
+# tests/test_oracle_charts.py holds both to what the real 1.24.6, 1.29.6 and 1.30.3 charts render.
+AMBIENT_PROFILE = "ambient"
+DEMO_REQUESTS: Mapping[str, Any] = {"requests": {"cpu": "10m", "memory": "40Mi"}}
+# The demo profile's tracing and logging providers since 1.22 (the OpenTelemetry collectors in the
+# `observability` namespace); 1.25 added `jaeger` (manifests/helm-profiles/demo.yaml of each tag).
+DEMO_PROVIDERS: tuple[Mapping[str, Any], ...] = (
+    {
+        "name": "otel",
+        "envoyOtelAls": {"service": "opentelemetry-collector.observability.svc.cluster.local", "port": 4317},
+    },
+    {
+        "name": "skywalking",
+        "skywalking": {"service": "tracing.istio-system.svc.cluster.local", "port": 11800},
+    },
+    {
+        "name": "otel-tracing",
+        "opentelemetry": {"port": 4317, "service": "opentelemetry-collector.observability.svc.cluster.local"},
+    },
+)
+DEMO_JAEGER_PROVIDER: Mapping[str, Any] = {
+    "name": "jaeger",
+    "opentelemetry": {"port": 4317, "service": "jaeger-collector.istio-system.svc.cluster.local"},
+}
+FIRST_DEMO_JAEGER = (1, 25, 0)
+# The demo profile sizes waypoints (and the cni and ztunnel pods) from 1.24.
+FIRST_DEMO_AMBIENT_SIZES = (1, 24, 0)
+
+
+def ambient_demo_values(version: str, profile: str) -> dict[str, Any]:
+    """istio.profile demo on an ambient istiod, whose one `profile` value is `ambient`.
+
+    A chart takes one profile (its templates/zzz_profile.yaml loads files/profile-<name>.yaml), so
+    ambient and demo cannot both be profiles. Ambient's is kept: it is the one the mesh cannot work
+    without, and upstream keeps it current. What the demo profile does to istiod is spelled out here
+    instead, as for 1.20 (DEMO_ISTIOD_VALUES): smaller requests, no autoscaler, every trace, access
+    logs and the tasks' telemetry providers. The default and minimal profiles add nothing.
+    """
+    if profile != "demo":
+        return {}
+    found = parse_version(version)
+    providers = [*DEMO_PROVIDERS, *([DEMO_JAEGER_PROVIDER] if found >= FIRST_DEMO_JAEGER else [])]
+    proxy_sizes: dict[str, Any] = {"proxy": {"resources": DEMO_REQUESTS}}
+    if found >= FIRST_DEMO_AMBIENT_SIZES:
+        proxy_sizes["waypoint"] = {"resources": DEMO_REQUESTS}
+    return _copy(
+        {
+            "meshConfig": {"accessLogFile": "/dev/stdout", "extensionProviders": providers},
+            "global": proxy_sizes,
+            "pilot": DEMO_ISTIOD_VALUES["pilot"],
+        }
+    )
+
+
+def node_agent_sizes(istio: IstioConfig) -> dict[str, Any]:
+    """The demo profile's requests for the istio-cni and ztunnel pods (its `cni` and `ztunnel` keys)."""
+    if istio.profile != "demo" or parse_version(istio.node_agent_version) < FIRST_DEMO_AMBIENT_SIZES:
+        return {}
+    return {"resources": _copy(DEMO_REQUESTS)}
+
+
+def cni_values(istio: IstioConfig) -> dict[str, Any]:
+    """istio-cni in ambient mode: the chart's ambient profile (`ambient.enabled`)."""
+    return {"profile": AMBIENT_PROFILE, **node_agent_sizes(istio)}
+
+
+def ztunnel_values(istio: IstioConfig) -> dict[str, Any]:
+    """ztunnel: the chart's defaults, and with revisions the revision it takes certificates and config from.
+
+    ztunnel finds istiod at `istiod.<ns>.svc:15012`, or `istiod-<revision>...` with a `revision` value
+    (the chart's daemonset.yaml, CA_ADDRESS and XDS_ADDRESS). With revisions there is no plain
+    `istiod` Service, so ztunnel follows the default revision, which the program upgrades it with:
+    Istio's revisioned ambient upgrade moves ztunnel in place to the new revision
+    (https://istio.io/latest/docs/ambient/upgrade/helm/). No profile: ztunnel's needs none.
+    """
+    values = node_agent_sizes(istio)
+    if istio.default is not None:
+        values["revision"] = istio.default.name
     return values

@@ -13,6 +13,10 @@ what Istio itself would install, and these tests hold the program to it:
 - the demo profile does on every version what Istio's demo profile does: on 1.20, whose charts
   ignore `profile`, the values spelled out in components/values.py against the facts of
   `manifests/profiles/demo.yaml` of Istio 1.20.8 and against the 1.23.6 chart's own demo profile.
+- ambient mode: istiod with `profile: ambient`, istio-cni and ztunnel render with exactly the values
+  the program sets on the 1.24.6, 1.29.6 and 1.30.3 charts, ambient is really on in what they
+  render, ztunnel finds the default revision's istiod, and the demo profile spelled out beside
+  `profile: ambient` does what the chart's own demo profile does.
 
 The charts are read as .tgz files where they lie; helm runs offline (no repository, no cluster).
 """
@@ -38,7 +42,7 @@ import yaml
 
 from components.config import GatewayConfig, IstioConfig, Revision
 from components.revision_tags import tag_webhook
-from components.values import gateway_values, istiod_values
+from components.values import cni_values, gateway_values, istiod_values, ztunnel_values
 from hack import layer_binaries
 from tests.harness import COMMAND, NO_GATEWAYS, ROOT, build
 
@@ -440,3 +444,122 @@ def test_the_mesh_wide_peer_authentication_uses_an_api_version_the_crds_serve(ve
     create = graph.get(COMMAND, "default-restart").inputs["create"]
     (manifest,) = shlex.split(create.split(" <<< ", 1)[1].split(";", 1)[0])
     assert json.loads(manifest)["apiVersion"] == policy.inputs["apiVersion"]
+
+
+# --- ambient mode --------------------------------------------------------------------------------------
+
+# The charts here with ambient support (1.22+): 1.20.8 and 1.23.6 are not ambient versions the
+# program accepts together with these three (1.23.6 is, but its gateway-free graph is the same code).
+AMBIENT_VERSIONS = ("1.24.6", "1.29.6", "1.30.3")
+
+
+def _ambient(version: str, profile: str, *, revisioned: bool) -> IstioConfig:
+    istio = _istio(version, profile, revisioned=revisioned)
+    return IstioConfig(
+        version=istio.version,
+        profile=istio.profile,
+        revisions=istio.revisions,
+        tags=istio.tags,
+        default_revision=istio.default_revision,
+        dataplane="ambient",
+    )
+
+
+def _env(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
+def _requests(objects: Sequence[Mapping[str, Any]], kind: str, name: str) -> Any:
+    (container,) = only(objects, kind, name)["spec"]["template"]["spec"]["containers"]
+    return container["resources"]["requests"]
+
+
+@pytest.mark.parametrize("version", AMBIENT_VERSIONS)
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("revisioned", [False, True], ids=["single", "revision"])
+def test_ambient_istiod_values_render_and_turn_ambient_on(
+    version: str, profile: str, revisioned: bool
+) -> None:
+    istio = _ambient(version, profile, revisioned=revisioned)
+    revision = istio.revisions[0] if revisioned else None
+    release = "istiod-stable" if revisioned else "istiod"
+    values = istiod_values(istio, revision)
+    # One profile value, ambient's, whatever istio.profile is.
+    assert values["profile"] == "ambient"
+    rendered = helm_template("istiod", version, values, release=release)
+    assert _env(only(rendered, "Deployment", release))["PILOT_ENABLE_AMBIENT"] == "true"
+    injector = json.loads(
+        only(rendered, "ConfigMap", "istio-sidecar-injector" + ("-stable" if revisioned else ""))["data"][
+            "values"
+        ]
+    )
+    # Sidecars and gateways reach ambient pods over HBONE; the injection template knows istio-cni runs ambient.
+    assert injector["pilot"]["cni"]["ambient"]["enabled"] is True
+    mesh = yaml.safe_load(
+        only(rendered, "ConfigMap", "istio" + ("-stable" if revisioned else ""))["data"]["mesh"]
+    )
+    assert mesh["defaultConfig"]["proxyMetadata"]["ISTIO_META_ENABLE_HBONE"] == "true"
+    assert ("HorizontalPodAutoscaler" in kinds(rendered)) is (profile != "demo")
+
+
+@pytest.mark.parametrize("version", AMBIENT_VERSIONS)
+def test_demo_beside_the_ambient_profile_does_what_the_charts_demo_profile_does(version: str) -> None:
+    """A chart takes one profile: ambient's is set, and the demo's values are spelled out beside it."""
+    spelled = helm_template(
+        "istiod", version, istiod_values(_ambient(version, "demo", revisioned=False)), release="istiod"
+    )
+    profiled = helm_template("istiod", version, {"profile": "demo"}, release="istiod")
+    assert _istiod_demo_effects(spelled, "istiod") == _istiod_demo_effects(profiled, "istiod")
+
+    def waypoint(objects: Sequence[Mapping[str, Any]]) -> Any:
+        values = json.loads(only(objects, "ConfigMap", "istio-sidecar-injector")["data"]["values"])
+        return values["global"]["waypoint"]["resources"]
+
+    assert waypoint(spelled) == waypoint(profiled)
+    assert waypoint(spelled)["requests"] == DEMO_GATEWAY_REQUESTS
+
+
+@pytest.mark.parametrize("version", AMBIENT_VERSIONS)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_cni_values_render_with_ambient_on(version: str, profile: str) -> None:
+    istio = _ambient(version, profile, revisioned=False)
+    values = cni_values(istio)
+    assert values == {
+        "profile": "ambient",
+        **({"resources": {"requests": DEMO_GATEWAY_REQUESTS}} if profile == "demo" else {}),
+    }
+    rendered = helm_template("cni", version, values, release="istio-cni")
+    assert only(rendered, "ConfigMap", "istio-cni-config")["data"]["AMBIENT_ENABLED"] == "true"
+    assert only(rendered, "DaemonSet", "istio-cni-node")["metadata"]["namespace"] == NAMESPACE
+    # The demo profile's requests, as the chart's own demo profile sets them; else the chart's.
+    own = helm_template("cni", version, {"profile": "demo"} if profile == "demo" else {}, release="istio-cni")
+    assert _requests(rendered, "DaemonSet", "istio-cni-node") == _requests(own, "DaemonSet", "istio-cni-node")
+
+
+def test_the_cni_chart_without_the_ambient_profile_leaves_ambient_off() -> None:
+    """What `profile: ambient` is there for: the chart's default is a sidecar-only CNI."""
+    rendered = helm_template("cni", "1.30.3", {}, release="istio-cni")
+    assert only(rendered, "ConfigMap", "istio-cni-config")["data"]["AMBIENT_ENABLED"] == "false"
+
+
+@pytest.mark.parametrize("version", AMBIENT_VERSIONS)
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("revisioned", [False, True], ids=["single", "revision"])
+def test_ztunnel_values_render_and_find_the_default_revisions_istiod(
+    version: str, profile: str, revisioned: bool
+) -> None:
+    istio = _ambient(version, profile, revisioned=revisioned)
+    values = ztunnel_values(istio)
+    rendered = helm_template("ztunnel", version, values, release="ztunnel")
+    daemonset = only(rendered, "DaemonSet", "ztunnel")
+    env = _env(daemonset)
+    # With revisions there is no `istiod` Service: ztunnel talks to the default revision's.
+    istiod = "istiod-stable" if revisioned else "istiod"
+    assert env["XDS_ADDRESS"] == env["CA_ADDRESS"] == f"{istiod}.{NAMESPACE}.svc:15012"
+    # The demo profile's `ztunnel.resources`, which istioctl's demo applies; the ztunnel chart itself
+    # reads nothing of its demo profile, so the program sets them, as it does the gateways'.
+    demo = chart_file("ztunnel", version, "files/profile-demo.yaml")["ztunnel"]["resources"]["requests"]
+    chart_default = chart_file("ztunnel", version, "values.yaml")["_internal_defaults_do_not_set"]
+    expected = demo if profile == "demo" else chart_default["resources"]["requests"]
+    assert _requests(rendered, "DaemonSet", "ztunnel") == expected
