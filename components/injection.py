@@ -1,4 +1,9 @@
-"""Sidecar injection: label the application namespaces, then restart their workloads."""
+"""The application namespaces' data plane: sidecar injection or ambient mode, and waypoints.
+
+Sidecar namespaces are labelled for injection, then their workloads restarted; ambient namespaces
+are labelled `istio.io/dataplane-mode=ambient` and, with a waypoint, get its Gateway and
+`istio.io/use-waypoint`.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,24 @@ import pulumi_kubernetes as k8s
 from components.cluster import kubectl
 from components.config import ClusterConfig, InjectionConfig, IstioConfig, parse_version
 from components.local_command import Command, restart_workloads
+from components.revision_tags import DEFAULT_TAG
 
 INJECTION_LABEL = "istio-injection"
 REVISION_LABEL = "istio.io/rev"
+# Ambient mode's namespace label, and the waypoint a namespace's traffic goes through
+# (https://istio.io/latest/docs/ambient/usage/add-workloads/, .../ambient/usage/waypoint/).
+DATAPLANE_MODE_LABEL = "istio.io/dataplane-mode"
+USE_WAYPOINT_LABEL = "istio.io/use-waypoint"
+WAYPOINT_FOR_LABEL = "istio.io/waypoint-for"
+# What `istioctl waypoint apply` writes (istio/istio istioctl/pkg/waypoint/waypoint.go, 1.30.3): a
+# Gateway named `waypoint` of class istio-waypoint with one HBONE listener, `mesh` on 15008.
+WAYPOINT_NAME = "waypoint"
+WAYPOINT_CLASS = "istio-waypoint"
+WAYPOINT_API_VERSION = "gateway.networking.k8s.io/v1"
+HBONE_PORT = 15008
+# The `<ns>-restart` trigger of an ambient namespace: no proxy version, so no upgrade restarts it, and
+# a move between the modes changes it, which restarts the namespace once (see Injection).
+AMBIENT_TRIGGER = "ambient"
 # Each workload's rollout gets this long; the whole restart of a namespace gets the command's.
 ROLLOUT_TIMEOUT_SECONDS = 300
 COMMAND_TIMEOUT_SECONDS = 1200
@@ -96,6 +116,26 @@ class Injection(pulumi.ComponentResource):
     restart that takes its sidecars away (the delete of `<ns>-uninject`) run with the namespace held
     at PERMISSIVE (`permissive_during`): the pods still to be restarted speak plaintext to the ones
     already restarted. A restart for a new proxy (an update) needs no hold: every pod has a sidecar.
+
+    An ambient namespace (`injection.ambient`) is labelled `istio.io/dataplane-mode=ambient` under the
+    same `<ns>-injection` name, so moving a namespace between the modes updates its label rather than
+    replacing it. It waits for ztunnel (`node_agents`). Its pods join and leave the mesh as they run:
+    istio-cni enrolls them into ztunnel without a restart
+    (https://istio.io/latest/docs/ambient/usage/add-workloads/). So its `<ns>-restart` has no create
+    script (a new ambient namespace restarts nothing), and its trigger is `ambient` rather than a proxy
+    version (no upgrade restarts it). A move is the one thing that changes that trigger: sidecar ->
+    ambient runs the ambient restart's `update` once, after the relabel, so the pods come back without
+    sidecars; ambient -> sidecar gives the Command a `create` it never had, which its update runs
+    instead (components/local_command.py), the first-injection restart. Both run held at PERMISSIVE
+    under STRICT: during the rollout old and new pods differ (a sidecar without HBONE sends plaintext to
+    a pod without a sidecar, and an ambient namespace's pods leave ztunnel the moment its label goes,
+    before they are restarted with sidecars). Its `<ns>-uninject` stays, with nothing to do, so a move
+    deletes neither Command (a deleted uninject would restart the namespace a second time).
+
+    A waypoint (`injection.waypoints`) is the Gateway `waypoint` that `istioctl waypoint apply --for
+    <traffic>` writes, in its namespace, after the Gateway API CRDs (`gateway_api`) and the istiod that
+    runs it; with revisions labelled `istio.io/rev: default`, so it follows the default tag like the
+    namespace's pods. The namespace's `istio.io/use-waypoint` label waits for it.
     """
 
     def __init__(
@@ -107,6 +147,8 @@ class Injection(pulumi.ComponentResource):
         istio: IstioConfig,
         injector: Callable[[str | None], pulumi.Resource],
         mtls: str | None = None,
+        node_agents: pulumi.Resource | None = None,
+        gateway_api: pulumi.Resource | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("istio-mesh:index:Injection", name, None, opts)
@@ -114,6 +156,7 @@ class Injection(pulumi.ComponentResource):
         self.labels: list[k8s.core.v1.NamespacePatch] = []
         self.restarts: list[Command] = []
         self.uninjects: list[Command] = []
+        self.waypoints: list[k8s.apiextensions.CustomResource] = []
         for namespace in injection.namespaces:
             target = injection.routes.get(namespace)
             labels = {REVISION_LABEL: target} if target else {INJECTION_LABEL: "enabled"}
@@ -165,7 +208,86 @@ class Injection(pulumi.ComponentResource):
                         opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[label])),
                     )
                 )
-        self.register_outputs({"namespaces": list(injection.namespaces)})
+        for namespace in injection.ambient:
+            self._ambient(namespace, injection, cluster, istio, injector, mtls, node_agents, gateway_api)
+        self.register_outputs(
+            {
+                "namespaces": list(injection.namespaces),
+                **({"ambient": list(injection.ambient)} if injection.ambient else {}),
+            }
+        )
+
+    def _ambient(
+        self,
+        namespace: str,
+        injection: InjectionConfig,
+        cluster: ClusterConfig,
+        istio: IstioConfig,
+        injector: Callable[[str | None], pulumi.Resource],
+        mtls: str | None,
+        node_agents: pulumi.Resource | None,
+        gateway_api: pulumi.Resource | None,
+    ) -> None:
+        """One ambient namespace: its label, its waypoint, and the restart of a move (see the class)."""
+        child = pulumi.ResourceOptions(parent=self)
+
+        def after(*needs: pulumi.Resource | None) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(depends_on=[n for n in needs if n is not None])
+            )
+
+        labels = {DATAPLANE_MODE_LABEL: "ambient"}
+        waypoint = None
+        if namespace in injection.waypoints:
+            waypoint_labels = {WAYPOINT_FOR_LABEL: injection.waypoints[namespace]}
+            if istio.revisioned:
+                waypoint_labels[REVISION_LABEL] = DEFAULT_TAG
+            waypoint = k8s.apiextensions.CustomResource(
+                f"{namespace}-waypoint",
+                api_version=WAYPOINT_API_VERSION,
+                kind="Gateway",
+                metadata={"name": WAYPOINT_NAME, "namespace": namespace, "labels": waypoint_labels},
+                spec={
+                    "gatewayClassName": WAYPOINT_CLASS,
+                    "listeners": [{"name": "mesh", "port": HBONE_PORT, "protocol": "HBONE"}],
+                },
+                # istiod creates the class and deploys the waypoint for the Gateway.
+                opts=after(gateway_api, injector(None)),
+            )
+            self.waypoints.append(waypoint)
+            labels[USE_WAYPOINT_LABEL] = WAYPOINT_NAME
+        uninject = None
+        if injection.restart_workloads:
+            # Nothing to do when an ambient namespace leaves; it is here so that a move keeps it.
+            uninject = Command(
+                f"{namespace}-uninject", timeout=COMMAND_TIMEOUT_SECONDS, opts=after(node_agents)
+            )
+            self.uninjects.append(uninject)
+        label = k8s.core.v1.NamespacePatch(
+            f"{namespace}-injection",
+            metadata={
+                "name": namespace,
+                "labels": labels,
+                "annotations": {"pulumi.com/patchForce": "true"},
+            },
+            opts=after(node_agents, uninject, waypoint),
+        )
+        self.labels.append(label)
+        if injection.restart_workloads:
+            restart = restart_workloads(cluster, namespace, timeout=ROLLOUT_TIMEOUT_SECONDS)
+            if mtls == "STRICT":
+                restart = permissive_during(
+                    cluster, namespace, peer_authentication_api_version(istio), restart
+                )
+            self.restarts.append(
+                Command(
+                    f"{namespace}-restart",
+                    update=restart,
+                    triggers=[AMBIENT_TRIGGER],
+                    timeout=COMMAND_TIMEOUT_SECONDS,
+                    opts=after(label),
+                )
+            )
 
 
 def _proxy_identity(istio: IstioConfig, target: str | None) -> list[str]:

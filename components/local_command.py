@@ -7,7 +7,9 @@ with three bash scripts, each run at one point of the resource's life:
 - `update` when, and only when, its `triggers` change (a new Istio version, a tag moved to another
   revision). Any other change (a renamed context, an edited script) is recorded without running
   anything, so nothing restarts for a reason that has nothing to do with the proxies (issue 10,
-  item 18);
+  item 18). A Command that had no `create` script and gets one with its new triggers runs that
+  `create` instead: what it would have done had it been created now, which it never did (an
+  ambient namespace's restart that becomes a sidecar namespace's, components/injection.py);
 - `delete` when the resource is deleted, after everything that depends on it is gone.
 
 Why not pulumi-command's `command:local:Command`: it re-runs `create` on any input change unless
@@ -93,7 +95,10 @@ class CommandProvider(pulumi.dynamic.ResourceProvider):
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.UpdateResult:
         if olds.get("triggers") != news.get("triggers"):
-            run_script("update", news.get("update", ""), int(news["timeout"]))
+            if news.get("create") and not olds.get("create"):
+                run_script("create", news["create"], int(news["timeout"]))
+            else:
+                run_script("update", news.get("update", ""), int(news["timeout"]))
         return pulumi.dynamic.UpdateResult(outs=_recorded(news))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:

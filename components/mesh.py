@@ -74,6 +74,7 @@ class Mesh(pulumi.ComponentResource):
             istio=config.istio,
             injector=self.control_plane.injector,
             mtls=config.mtls,
+            node_agents=self.control_plane.node_agents,
             opts=child,
         )
         self.peer_authentication = self._mesh_mtls(config, child)
@@ -170,6 +171,7 @@ class Mesh(pulumi.ComponentResource):
                 else {}
             ),
             "injectedNamespaces": list(config.injection.namespaces),
+            **({"ambientNamespaces": list(config.injection.ambient)} if config.injection.ambient else {}),
             "addons": list(addon_objects),
             "dashboards": {d.name: access(d, config.cluster) for d in config.dashboards},
             # `pulumi stack output grafanaAdminPassword --show-secrets`; masked everywhere else.
