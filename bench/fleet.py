@@ -22,6 +22,8 @@ else:  # run as a script: bench/ is on sys.path, and must stay out of an importe
     from preview import ROOT, bench_env, medians
 
 FIXTURES = ROOT / "tests" / "fixtures" / "addons"
+# Stacks at Istio 1.22+ install the Gateway API CRDs: from the hand-written fixtures, not downloaded.
+GATEWAY_API = ROOT / "tests" / "fixtures" / "gateway-api" / "{version}"
 VERSIONS = ("1.20.8", "1.29.6", "1.30.3")
 BUDGET = 3.0
 
@@ -46,6 +48,8 @@ def stack_file(index: int) -> str:
   istio-mesh:addons:
     enabled: [prometheus, grafana, jaeger, kiali]
     source: {addons}
+  istio-mesh:gatewayApi:
+    source: {GATEWAY_API}
   istio-mesh:dashboards:
     kiali: {{type: NodePort, nodePort: {port}, metricsNodePort: {port + 1}, auth: anonymous}}
     grafana: {{auth: anonymous}}

@@ -14,6 +14,7 @@ from components.adoption import HandMade
 from components.config import ISTIO_NAMESPACE, MeshConfig
 from components.control_plane import ControlPlane
 from components.dashboards import access
+from components.gateway_api import GatewayApi
 from components.generated_password import GeneratedPassword
 from components.hardening import (
     GRAFANA_ADMIN_SECRET,
@@ -49,10 +50,22 @@ class Mesh(pulumi.ComponentResource):
         *,
         grafana_admin_password: pulumi.Input[str] | None = None,
         kiali_signing_key: pulumi.Input[str] | None = None,
+        gateway_api_objects: Sequence[Mapping[str, Any]] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("istio-mesh:index:Mesh", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+
+        # The Gateway API CRDs (`gatewayApi`, on by default from Istio 1.22), which every istiod and
+        # waypoint waits for. They are built before the control plane, whose constructor makes istiod,
+        # and need nothing of it: the CRDs are cluster-scoped, and their guard's Check reads the
+        # cluster claim itself, so another stack's cluster is refused before anything changes
+        # whichever of the two Checks the engine runs first (components/gateway_api.py).
+        self.gateway_api: GatewayApi | None = None
+        if config.gateway_api is not None:
+            self.gateway_api = GatewayApi(
+                "gateway-api", config.gateway_api, gateway_api_objects, cluster=config.cluster, opts=child
+            )
 
         self.control_plane = ControlPlane(
             "control-plane",
@@ -172,6 +185,11 @@ class Mesh(pulumi.ComponentResource):
             ),
             "injectedNamespaces": list(config.injection.namespaces),
             **({"ambientNamespaces": list(config.injection.ambient)} if config.injection.ambient else {}),
+            **(
+                {"gatewayApi": {"version": config.gateway_api.version, "channel": config.gateway_api.channel}}
+                if config.gateway_api is not None
+                else {}
+            ),
             "addons": list(addon_objects),
             "dashboards": {d.name: access(d, config.cluster) for d in config.dashboards},
             # `pulumi stack output grafanaAdminPassword --show-secrets`; masked everywhere else.

@@ -15,6 +15,10 @@ from meshplan.stacks import load_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_ADDONS = ROOT / "tests" / "fixtures" / "addons"
+# Hand-written stand-ins for each pinned Gateway API release (tests/test_gateway_api_source.py).
+FIXTURE_GATEWAY_API = ROOT / "tests" / "fixtures" / "gateway-api" / "{version}"
+# The same for `meshplan --config`: a stack at Istio 1.22+ would otherwise download its Gateway API release.
+GATEWAY_API_CONFIG = f"gatewayApi.source={FIXTURE_GATEWAY_API}"
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 NAMESPACE = "kubernetes:core/v1:Namespace"
@@ -63,7 +67,8 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any
 def stack_config(stack: str = "dev", stack_file: Path | None = None, **overrides: Any) -> dict[str, Any]:
     """The stack file's config (namespaced keys) with `overrides` (top-level keys) deep-merged in.
 
-    Unless a test sets `addons.source` itself, addons come from the offline fixtures.
+    Unless a test sets `addons.source` or `gatewayApi.source` itself, both come from the offline
+    fixtures.
     """
     config = dict(load_stack(ROOT, stack, stack_file=stack_file).values)
     for key, value in overrides.items():
@@ -81,6 +86,10 @@ def stack_config(stack: str = "dev", stack_file: Path | None = None, **overrides
         istio = config.get(f"{PROJECT}:istio")
         version = istio.get("version") if isinstance(istio, Mapping) else None
         config[f"{PROJECT}:addons"] = {**addons, "source": fixture_source(str(version))}
+    gateway_api = config.get(f"{PROJECT}:gatewayApi", {})
+    given = overrides.get("gatewayApi")
+    if isinstance(gateway_api, Mapping) and not (isinstance(given, Mapping) and "source" in given):
+        config[f"{PROJECT}:gatewayApi"] = {**gateway_api, "source": str(FIXTURE_GATEWAY_API)}
     return config
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from meshplan import engine
-from tests.harness import FIXTURE_ADDONS, build
+from tests.harness import FIXTURE_ADDONS, GATEWAY_API_CONFIG, build
 
 ROOT = Path(__file__).resolve().parents[1]
 SDK_PACKAGES = ("pulumi", "pulumi_kubernetes", "dill", "google.protobuf", "grpc")
@@ -49,7 +49,8 @@ def test_diff_of_two_stacks_renders_both_in_children_without_the_sdk() -> None:
         with contextlib.redirect_stdout(io.StringIO()) as out:
             code = cli.main(["diff", "--json", "--project-dir", {str(ROOT)!r}, "--stack", "dev",
                              "--shared-config", "addons.source={FIXTURE_ADDONS / "k8s-labels"}",
-                             "--shared-config", "grafanaAdminPassword=x", "--against", "prod"])
+                             "--shared-config", "grafanaAdminPassword=x", "--against", "prod",
+                             "--shared-config", "{GATEWAY_API_CONFIG}"])
         assert code == 0, code
         assert json.loads(out.getvalue())["update"]
         """

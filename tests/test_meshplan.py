@@ -27,7 +27,7 @@ import yaml
 
 from meshplan import cli
 from meshplan.diff import changed_paths, diff_plans, key_path, stackless
-from tests.harness import FIXTURE_ADDONS, build
+from tests.harness import FIXTURE_ADDONS, GATEWAY_API_CONFIG, build
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden"
@@ -36,13 +36,13 @@ UPDATE_GOLDEN = os.environ.get("UPDATE_GOLDEN") == "1"
 # Dev runs Istio 1.20.x (the `app-labels` addon shape); prod 1.21+ (`k8s-labels`).
 DEV_ADDONS = f"addons.source={FIXTURE_ADDONS / 'app-labels'}"
 PROD_ADDONS = f"addons.source={FIXTURE_ADDONS / 'k8s-labels'}"
-DEV = ("--project-dir", str(ROOT), "--stack", "dev", "--config", DEV_ADDONS)
+DEV = ("--project-dir", str(ROOT), "--stack", "dev", "--config", DEV_ADDONS, "--config", GATEWAY_API_CONFIG)
 # Prod asks for Grafana's admin password as a secret the repository does not hold; any value does
 # offline, and the program turns it into a secret, so it must never be printed either.
 PROD_PASSWORD = "not-a-real-password-7f3a"
 PROD = (
     "--project-dir", str(ROOT), "--stack", "prod", "--config", PROD_ADDONS,
-    "--config", f"grafanaAdminPassword={PROD_PASSWORD}",
+    "--config", f"grafanaAdminPassword={PROD_PASSWORD}", "--config", GATEWAY_API_CONFIG,
 )  # fmt: skip
 KIALI_SERVICE = "kubernetes:yaml/v2:ConfigGroup$kubernetes:core/v1:Service::kiali:istio-system/kiali"
 # Pulumi passphrase ciphertexts (made up): they must never be printed, not even in an error.
@@ -225,7 +225,7 @@ def test_diff_new_injected_namespace_only_adds(
 def test_diff_dev_against_prod(capsys: pytest.CaptureFixture[str]) -> None:
     both = (
         "--shared-config", PROD_ADDONS, "--shared-config", f"grafanaAdminPassword={PROD_PASSWORD}",
-        "--against", "prod",
+        "--shared-config", GATEWAY_API_CONFIG, "--against", "prod",
     )  # fmt: skip
     run = meshplan(capsys, "diff", "--json", "--project-dir", str(ROOT), "--stack", "dev", *both)
     assert run.code == 0, run.err

@@ -22,6 +22,7 @@ import pytest
 
 from meshplan import charts
 from meshplan.engine import RELEASE_TYPE, SECRET
+from tests.harness import GATEWAY_API_CONFIG
 from tests.test_meshplan import ROOT, check_golden, meshplan
 
 UPSTREAM_CHARTS = ROOT.parent / "shared" / "upstream" / "charts"
@@ -29,7 +30,7 @@ K8S_ADDONS = f"addons.source={ROOT / 'tests' / 'fixtures' / 'addons' / 'k8s-labe
 # The dev stack moved from 1.29.6 to 1.30.3 (both in ../shared/upstream/charts), on kind's Kubernetes.
 UPGRADE = (
     "diff", "--project-dir", str(ROOT), "--stack", "dev", "--shared-config", K8S_ADDONS,
-    "--against", "dev", "--against-config", "istio.version=1.29.6", "--config", "istio.version=1.30.3",
+    "--shared-config", GATEWAY_API_CONFIG, "--against", "dev", "--against-config", "istio.version=1.29.6", "--config", "istio.version=1.30.3",
     "--kube-version", "1.29.14", "--charts", "always",
 )  # fmt: skip
 
@@ -80,8 +81,9 @@ def test_the_dev_upgrade_shows_what_changes_inside_the_charts(capsys: pytest.Cap
     ) in run.out
     assert "    + CustomResourceDefinition trafficextensions.extensions.istio.io\n" in run.out
     *_, resources, objects = run.out.splitlines()
-    # The 4 Releases, the restart, the upgrade path and the CRD adoption.
-    assert resources.startswith("0 to create, 7 to update, 0 to delete, ")
+    # The 4 Releases, the restart, the upgrade path and the CRD adoption; and the Gateway API of 1.30
+    # (v1.5.1 over 1.29's v1.4.1): its 3 CRDs and guard updated, its safe-upgrades policy and binding new.
+    assert resources.startswith("2 to create, 11 to update, 0 to delete, ")
     assert objects == "objects of Helm releases: 1 to create, 42 to update, 0 to delete, 0 unchanged"
 
 
@@ -90,7 +92,15 @@ def test_the_json_diff_keeps_its_keys_and_adds_the_objects(capsys: pytest.Captur
     assert run.code == 0, run.err
     result = run.json()
     assert sorted(result) == ["create", "delete", "objects", "unchanged", "update"]
-    assert (result["create"], result["delete"], len(result["update"])) == ([], [], 7)
+    policy = "istio-mesh:index:Mesh$istio-mesh:index:GatewayApi$kubernetes:admissionregistration.k8s.io/v1"
+    assert (result["create"], result["delete"], len(result["update"])) == (
+        [
+            f"urn:pulumi:dev::istio-mesh::{policy}:ValidatingAdmissionPolicy::safe-upgrades.gateway.networking.k8s.io",
+            f"urn:pulumi:dev::istio-mesh::{policy}:ValidatingAdmissionPolicyBinding::safe-upgrades.gateway.networking.k8s.io",
+        ],
+        [],
+        11,
+    )
     objects = result["objects"]
     istiod = "urn:pulumi:dev::istio-mesh::istio-mesh:index:Mesh$istio-mesh:index:ControlPlane$kubernetes:helm.sh/v3:Release::istiod"
     assert {"release": istiod, "object": "Deployment istio-system/istiod", "paths": [
@@ -108,7 +118,7 @@ def test_the_json_diff_keeps_its_keys_and_adds_the_objects(capsys: pytest.Captur
 
 def test_show_puts_each_object_under_its_release(capsys: pytest.CaptureFixture[str]) -> None:
     run = meshplan(
-        capsys, "show", "--project-dir", str(ROOT), "--stack", "dev", "--config", K8S_ADDONS,
+        capsys, "show", "--project-dir", str(ROOT), "--stack", "dev", "--config", K8S_ADDONS, "--config", GATEWAY_API_CONFIG,
         "--config", "istio.version=1.30.3", "--chart-dir", str(UPSTREAM_CHARTS), "--charts", "always",
     )  # fmt: skip
     assert run.code == 0, run.err
@@ -122,7 +132,18 @@ def test_show_puts_each_object_under_its_release(capsys: pytest.CaptureFixture[s
 
 
 def test_without_the_chart_at_hand_the_plan_says_so(capsys: pytest.CaptureFixture[str]) -> None:
-    run = meshplan(capsys, "show", "--project-dir", str(ROOT), "--stack", "dev", "--config", K8S_ADDONS)
+    run = meshplan(
+        capsys,
+        "show",
+        "--project-dir",
+        str(ROOT),
+        "--stack",
+        "dev",
+        "--config",
+        K8S_ADDONS,
+        "--config",
+        GATEWAY_API_CONFIG,
+    )
     assert run.code == 0, run.err
     assert run.err == ""  # the usual offline case: noted in the plan, no warning
     assert (
@@ -186,7 +207,7 @@ def test_a_url_repository_is_downloaded_once_verified_and_then_read_offline(
 ) -> None:
     with _serve(UPSTREAM_CHARTS) as url:
         args = (
-            "show", "--json", "--project-dir", str(ROOT), "--stack", "dev", "--config", K8S_ADDONS,
+            "show", "--json", "--project-dir", str(ROOT), "--stack", "dev", "--config", K8S_ADDONS, "--config", GATEWAY_API_CONFIG,
             "--config", "istio.version=1.30.3", "--config", f"istio.chartRepository={url}", "--charts", "always",
         )  # fmt: skip
         refused = meshplan(capsys, *args, "--fetch-charts")
@@ -227,7 +248,7 @@ def test_a_url_repository_is_downloaded_once_verified_and_then_read_offline(
 
 def test_an_unreachable_repository_says_how_to_work_offline(capsys: pytest.CaptureFixture[str]) -> None:
     run = meshplan(
-        capsys, "show", "--project-dir", str(ROOT), "--stack", "dev", "--config", K8S_ADDONS,
+        capsys, "show", "--project-dir", str(ROOT), "--stack", "dev", "--config", K8S_ADDONS, "--config", GATEWAY_API_CONFIG,
         "--config", "istio.chartRepository=http://127.0.0.1:9", "--charts", "always", "--fetch-charts",
     )  # fmt: skip
     assert run.code == 2
@@ -289,7 +310,7 @@ def test_lock_charts_adds_each_chart_of_a_stack_once(
     lock = own_cache.parent / "charts.lock"
     with _serve(UPSTREAM_CHARTS) as url:
         args = (
-            "lock-charts", "--project-dir", str(ROOT), "--stack", "dev", "--config", K8S_ADDONS,
+            "lock-charts", "--project-dir", str(ROOT), "--stack", "dev", "--config", K8S_ADDONS, "--config", GATEWAY_API_CONFIG,
             "--config", "istio.version=1.29.6", "--config", f"istio.chartRepository={url}",
         )  # fmt: skip
         first = meshplan(capsys, *args)

@@ -253,9 +253,27 @@ def test_gateways_follow_a_tag_and_restart_when_it_moves() -> None:
 
 
 def test_step_1_adds_the_canary_control_plane_and_moves_the_crds_first(canary: list[Graph]) -> None:
+    # The Gateway API CRDs follow the CRDs' version too: v1.4.1 (Istio 1.29) to v1.5.1 (1.30), which
+    # brings the safe-upgrades policy.
+    gateway_api = [
+        f"CustomResourceDefinition {n}.gateway.networking.k8s.io"
+        for n in ("gatewayclasses", "gateways", "httproutes")
+    ]
+    policy = "safe-upgrades.gateway.networking.k8s.io"
     assert _changes(canary[0], canary[1]) == {
-        "create": ["Release istiod-1-30-3", "ReleaseRecovery istiod-1-30-3-recovery"],
-        "update": ["Command istio-crds-adopt", "Release istio-base", "UpgradePath istio-upgrade-path"],
+        "create": [
+            "Release istiod-1-30-3",
+            "ReleaseRecovery istiod-1-30-3-recovery",
+            f"ValidatingAdmissionPolicy {policy}",
+            f"ValidatingAdmissionPolicyBinding {policy}",
+        ],
+        "update": [
+            "Command istio-crds-adopt",
+            *gateway_api,
+            "GatewayApiGuard gateway-api-guard",
+            "Release istio-base",
+            "UpgradePath istio-upgrade-path",
+        ],
         "delete": [],
     }
     graph = canary[1]
