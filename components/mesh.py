@@ -78,6 +78,7 @@ class Mesh(pulumi.ComponentResource):
                 addon_objects=tuple(obj for objects in addon_objects.values() for obj in objects),
                 injected_namespaces=tuple(config.injection.namespaces),
             ),
+            gateway_api=self.gateway_api,
             opts=child,
         )
         self.injection = Injection(
@@ -88,6 +89,7 @@ class Mesh(pulumi.ComponentResource):
             injector=self.control_plane.injector,
             mtls=config.mtls,
             node_agents=self.control_plane.node_agents,
+            gateway_api=self.gateway_api,
             opts=child,
         )
         self.peer_authentication = self._mesh_mtls(config, child)

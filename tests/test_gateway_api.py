@@ -276,6 +276,19 @@ def test_take_over_forces_the_fields_of_another_manager() -> None:
     assert graph.get(GUARD, "gateway-api-guard").inputs["takeOver"] is True
 
 
+def test_every_istiod_waits_for_the_crds() -> None:
+    graph = build(
+        "prod",
+        istio={"revisions": {"a": {"version": "1.29.6"}, "b": {"version": "1.30.3"}}, "defaultRevision": "b"},
+    )
+    assert graph.error is None, graph.error
+    istiods = [r for r in graph.of_type(RELEASE) if r.name.startswith("istiod")]
+    assert len(istiods) == 2
+    for istiod in istiods:
+        for crd_resource in graph.of_type(CRD):
+            assert graph.depends_on(istiod, crd_resource), istiod.name
+
+
 def test_the_experimental_channel_and_a_pinned_version() -> None:
     graph = build("prod", gatewayApi={"channel": "experimental"})
     assert graph.error is None, graph.error
