@@ -13,7 +13,8 @@ release the stack names (components/gateway_api_source.py: its CRDs and, from v1
 - `retainOnDelete`: a destroy, or a stack that turns `gatewayApi.enabled` off, leaves them, like
   Istio's own CRDs (deleting a CRD deletes every Gateway and HTTPRoute of the cluster);
 - with `gatewayApi.takeOver`, `pulumi.com/patchForce: "true"`, so the fields that another manager
-  owns with other values are taken (the provider's force-conflicts);
+  owns with other values are taken (the provider's force-conflicts); the policy and its binding
+  always have it (see `stack_metadata`);
 - `GatewayApiGuard` first, whose Check reads the cluster (see its docstring) and refuses, before
   anything changes, what would take CRDs of another release or channel away from whoever manages
   them now.
@@ -229,10 +230,19 @@ class GatewayApiGuard(pulumi.dynamic.Resource, module="istio-mesh", name="Gatewa
 
 
 def stack_metadata(obj: Mapping[str, Any], take_over: bool) -> dict[str, Any]:
-    """The object's metadata with the stack's marker, and `patchForce` when it takes others' fields."""
+    """The object's metadata with the stack's marker, and `patchForce` when it takes others' fields.
+
+    The safe-upgrades policy and its binding are always forced. Their `matchConstraints` and
+    `matchResources` are atomic structs (k8s.io/api admissionregistration/v1 MatchResources,
+    `+structType=atomic`) that the API server fills with defaults (matchPolicy, namespaceSelector,
+    objectSelector), so a second manager applying the very same manifest conflicts with the first on
+    the whole struct: seen on the real engine, adopting a release applied by hand with `kubectl apply
+    --server-side` (hack/e2e_local.py, scenario 8f). The guard has already refused a cluster whose
+    CRDs are of another release or channel, so what is forced is the stack's own release's policy.
+    """
     metadata = {k: v for k, v in obj["metadata"].items() if k != "creationTimestamp"}
     annotations = {**(metadata.get("annotations") or {}), MANAGED_ANNOTATION: MANAGED_VALUE}
-    if take_over:
+    if take_over or obj["kind"] != "CustomResourceDefinition":
         annotations[PATCH_FORCE_ANNOTATION] = "true"
     return {**metadata, "annotations": annotations}
 

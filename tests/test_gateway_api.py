@@ -252,7 +252,9 @@ def test_the_crds_are_children_of_the_component_retained_and_behind_the_guard() 
         assert set(resource.inputs) == {"apiVersion", "kind", "metadata", "spec"}
         annotations = resource.inputs["metadata"]["annotations"]
         assert annotations["istio-mesh/managed-by"] == "istio-mesh"
-        assert "pulumi.com/patchForce" not in annotations
+        # Without takeOver only the policy and binding force (their atomic match structs).
+        forced = annotations.get("pulumi.com/patchForce") == "true"
+        assert forced == (resource.type != CRD), resource.name
     crds = [r for r in children if r.type == CRD]
     policy, binding = children[-2:]
     assert {c.urn for c in crds} <= set(policy.dependencies)
