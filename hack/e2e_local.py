@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 import traceback
+import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from pulumi import automation as auto  # noqa: E402
 
+from components.gateway_api import MANAGED_ANNOTATION, MANAGED_VALUE  # noqa: E402
 from hack.fake_istiod import FakeIstiod  # noqa: E402
 
 PROJECT = "istio-mesh"
@@ -149,6 +151,10 @@ class Stacks:
             f"{PROJECT}:cluster": {"context": self.cluster.context, "kubeconfig": self.cluster.kubeconfig},
             f"{PROJECT}:istio": {"chartRepository": self.charts},
             f"{PROJECT}:addons": {"source": str(SHARED / "addons" / "{version}")},
+            # The Go module proxy's zip of each Gateway API release, as `go mod download` left it in
+            # the module cache (hack/toolchain.sh): the default source's bytes, verified against the
+            # same gateway-api.lock, read without network.
+            f"{PROJECT}:gatewayApi": {"source": f"file://{gateway_api_zip('{version}')}"},
         }
         values = merged(values, local)
         return merged(values, {f"{PROJECT}:{k}": v for k, v in (overrides or {}).items()})
@@ -178,7 +184,18 @@ class Stacks:
             self.cleanup(results, stack)
 
     def cleanup(self, results: Results, stack: auto.Stack) -> None:
-        """Destroy what a scenario left, even after a failure, so the next one starts clean."""
+        """Destroy what a scenario left, even after a failure, so the next one starts clean.
+
+        A destroy keeps the Gateway API CRDs (components/gateway_api.py): they go by hand here, as an
+        operator retiring the cluster would remove them, so that each scenario starts from a cluster
+        without them.
+        """
+        try:
+            self._destroy(results, stack)
+        finally:
+            remove_gateway_api(self.cluster)
+
+    def _destroy(self, results: Results, stack: auto.Stack) -> None:
         name = stack.name
         try:
             stack.destroy(color="never")
@@ -195,6 +212,47 @@ class Stacks:
                 )
                 stack.destroy(color="never")
         stack.workspace.remove_stack(name)
+
+
+def gateway_api_zip(version: str) -> Path:
+    """Where `go mod download sigs.k8s.io/gateway-api@<version>` keeps the proxy's zip."""
+    cache = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True).stdout
+    return (
+        Path(cache.strip()) / "cache" / "download" / "sigs.k8s.io" / "gateway-api" / "@v" / f"{version}.zip"
+    )
+
+
+def gateway_api_manifest(version: str, channel: str = "standard") -> str:
+    """A Gateway API release's `<channel>-install.yaml` objects, as its hack/build-install-yaml.sh
+    puts them together: `config/crd/<channel>/gateway*.yaml` of the module, in name order."""
+    with zipfile.ZipFile(gateway_api_zip(version)) as archive:
+        prefix = f"sigs.k8s.io/gateway-api@{version}/config/crd/{channel}/"
+        names = sorted(
+            n for n in archive.namelist() if n.startswith(prefix) and Path(n).name.startswith("gateway")
+        )
+        return "\n---\n".join(archive.read(n).decode() for n in names)
+
+
+GATEWAY_API_GROUPS = (".gateway.networking.k8s.io", ".gateway.networking.x-k8s.io")
+GATEWAY_API_POLICY = "safe-upgrades.gateway.networking.k8s.io"
+
+
+def gateway_api_crds(cluster: Cluster) -> dict[str, dict[str, Any]]:
+    """The cluster's Gateway API CRDs by name, with their managedFields."""
+    return {
+        crd["metadata"]["name"]: crd
+        for crd in cluster.get("crd", "--show-managed-fields")["items"]
+        if crd["metadata"]["name"].endswith(GATEWAY_API_GROUPS)
+    }
+
+
+def remove_gateway_api(cluster: Cluster) -> None:
+    names = sorted(gateway_api_crds(cluster))
+    if names:
+        # Waiting until they are gone: a CRD applied again while it still terminates is deleted with it.
+        cluster.kubectl("delete", "crd", *names, "--ignore-not-found", "--timeout=90s")
+    for kind in ("validatingadmissionpolicybinding", "validatingadmissionpolicy"):
+        cluster.kubectl("delete", kind, GATEWAY_API_POLICY, "--ignore-not-found")
 
 
 def run_program() -> None:
@@ -701,6 +759,19 @@ def preview_steps(stack: auto.Stack) -> dict[str, dict[str, Any]]:
 
     stack.preview(on_event=record, color="never")
     return steps
+
+
+def preview_ops(stack: auto.Stack) -> dict[str, str]:
+    """What the real engine plans for `stack`: the operation of each step, by URN."""
+    ops: dict[str, str] = {}
+
+    def record(event: auto.EngineEvent) -> None:
+        pre = event.resource_pre_event
+        if pre is not None:
+            ops[pre.metadata.urn] = str(pre.metadata.op.value)
+
+    stack.preview(on_event=record, color="never")
+    return ops
 
 
 def meshplan_show(stack_file: Path, config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -1246,6 +1317,271 @@ def _outage_in_the_middle_of_an_up(results: Results, stacks: Stacks, stack: auto
 
 # In this order: Istio's CRDs stay after a destroy, and a later stack may only move them forward
 # (the API server refuses to drop a stored version), so the 1.20.8 stacks come first.
+# --- 8. ambient mode and the Gateway API ----------------------------------------------------------
+
+AMBIENT_EXAMPLE = ROOT / "examples" / "ambient" / "Pulumi.ambient.yaml"
+# `shop`, the example's ambient namespace, with a workload of its own.
+SHOP = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: cart, namespace: shop}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: cart}}
+  template:
+    metadata: {labels: {app: cart}}
+    spec: {containers: [{name: cart, image: registry.invalid/cart:1}]}
+"""
+# The example, with `default` in sidecar mode beside `shop` (then moved to ambient), and unprotected so
+# that the scenario's destroy runs to the end (protection is the prod scenario's subject).
+AMBIENT_SIDECAR_DEFAULT = {"injection": {"namespaces": ["default"]}, "protect": False}
+AMBIENT_ALL = {"injection": {"namespaces": None, "ambient": ["default", "shop"]}, "protect": False}
+AMBIENT_DAEMONSETS = ("istio-cni-node", "ztunnel")
+# A platform team's older Gateway API, applied by hand before the stack came.
+HAND_APPLIED_GATEWAY_API = "v1.4.1"
+HAND_MANAGER = "platform-team"
+GATEWAY_API_MARKER = (MANAGED_ANNOTATION, MANAGED_VALUE)
+
+
+def scenario_ambient(results: Results, stacks: Stacks) -> None:
+    cluster = stacks.cluster
+    cluster.kubectl("apply", "--filename=-", stdin=APPLICATION)
+    cluster.kubectl("apply", "--filename=-", stdin=SHOP)
+    example = yaml.safe_load(AMBIENT_EXAMPLE.read_text())["config"]
+    pinned = example.get(f"{PROJECT}:gatewayApi", {}).get("version") or "v1.5.1"
+    with stacks.deployed(
+        results, "ambient", stacks.config(AMBIENT_EXAMPLE, AMBIENT_SIDECAR_DEFAULT)
+    ) as stack:
+        _scenario_ambient(results, stacks, stack, pinned)
+
+
+def _scenario_ambient(results: Results, stacks: Stacks, stack: auto.Stack, pinned: str) -> None:
+    cluster = stacks.cluster
+    with timed("8a. ambient: older Gateway API CRDs applied by hand are refused"):
+        cluster.kubectl(
+            "apply",
+            "--server-side",
+            f"--field-manager={HAND_MANAGER}",
+            "--filename=-",
+            stdin=gateway_api_manifest(HAND_APPLIED_GATEWAY_API),
+        )
+        output: list[str] = []
+        try:
+            stack.up(on_output=output.append, color="never")
+            refused, detail = False, "the up succeeded"
+        except auto.CommandError as error:
+            text = "\n".join(output) + str(error)
+            refused = HAND_APPLIED_GATEWAY_API in text and pinned in text and "gatewayApi.takeOver" in text
+            detail = text[-800:]
+            # The refusal as a user reads it, into the log.
+            print(text[text.find("has a problem") :][:1500], flush=True)
+        results.check(
+            "ambient: an older hand-applied Gateway API is refused, naming both versions", refused, detail
+        )
+        results.check(
+            "ambient: ... before anything changed",
+            not json.loads(cluster.helm("list", "--all-namespaces", "--output=json"))
+            and {_bundle_version(c) for c in gateway_api_crds(cluster).values()}
+            == {HAND_APPLIED_GATEWAY_API},
+        )
+    take_over = merged(AMBIENT_SIDECAR_DEFAULT, {"gatewayApi": {"takeOver": True}})
+    stack = stacks.stack("ambient", stacks.config(AMBIENT_EXAMPLE, take_over))
+    with timed("8b. ambient: pulumi up with gatewayApi.takeOver"):
+        if (
+            attempt(results, "ambient: pulumi up", lambda: stack.up(on_output=log_output, color="never"))
+            is None
+        ):
+            return
+        check_ambient(results, cluster, pinned, ambient=["shop"], sidecar=["default"])
+        results.check(
+            "ambient: shop's workloads were not restarted to join", _cart_restarted(cluster) is None
+        )
+        results.check(
+            "ambient: default's workloads were restarted for their sidecars",
+            restarted_at(cluster, "deployment", "web") is not None,
+        )
+    with timed("8c. ambient: nothing to do the second time"):
+        expect_no_changes(results, "ambient", stack)
+    with timed("8d. ambient: default moves from sidecars to ambient in one up"):
+        before = restarted_at(cluster, "deployment", "web")
+        stack = stacks.stack(
+            "ambient", stacks.config(AMBIENT_EXAMPLE, merged(AMBIENT_ALL, {"gatewayApi": {"takeOver": True}}))
+        )
+        preview = preview_ops(stack)
+        results.check(
+            "ambient: the move previews as the label update and a restart, nothing replaced",
+            set(preview.values()) <= {"same", "update"}
+            and any(urn.endswith("::default-injection") and op == "update" for urn, op in preview.items())
+            and any(urn.endswith("::default-restart") and op == "update" for urn, op in preview.items()),
+            str({u.rsplit("::", 1)[-1]: o for u, o in preview.items() if o != "same"}),
+        )
+        if attempt(
+            results, "ambient: pulumi up (the move)", lambda: stack.up(on_output=log_output, color="never")
+        ):
+            check_ambient(results, cluster, pinned, ambient=["default", "shop"], sidecar=[])
+            results.check(
+                "ambient: default's workloads restarted once more, to lose their sidecars",
+                restarted_at(cluster, "deployment", "web") not in (None, before),
+            )
+            results.check("ambient: shop's workloads still never restarted", _cart_restarted(cluster) is None)
+        expect_no_changes(results, "ambient (moved)", stack)
+    with timed("8e. ambient: destroy keeps the Gateway API CRDs"):
+        if attempt(
+            results, "ambient: pulumi destroy", lambda: stack.destroy(on_output=log_output, color="never")
+        ):
+            crds = gateway_api_crds(cluster)
+            results.check(
+                "ambient: the Gateway API CRDs stay after destroy, at the pinned version",
+                bool(crds) and {_bundle_version(c) for c in crds.values()} == {pinned},
+                str(sorted(crds)),
+            )
+            for namespace in ("default", "shop"):
+                labels = cluster.get("namespace", namespace)["metadata"].get("labels", {})
+                results.check(
+                    f"ambient: {namespace} lost its mesh labels",
+                    not {k for k in labels if k.startswith("istio.io/") or k == "istio-injection"},
+                    str(labels),
+                )
+            results.check(
+                "ambient: no helm release remains",
+                not json.loads(cluster.helm("list", "--all-namespaces", "--output=json")),
+            )
+    with timed("8f. ambient: the same Gateway API release applied by hand is adopted without takeOver"):
+        remove_gateway_api(cluster)
+        cluster.kubectl(
+            "apply",
+            "--server-side",
+            f"--field-manager={HAND_MANAGER}",
+            "--filename=-",
+            stdin=gateway_api_manifest(pinned),
+        )
+        stack = stacks.stack("ambient", stacks.config(AMBIENT_EXAMPLE, AMBIENT_SIDECAR_DEFAULT))
+        if attempt(
+            results,
+            "ambient: pulumi up over a hand-applied " + pinned,
+            lambda: stack.up(on_output=log_output, color="never"),
+        ):
+            crds = gateway_api_crds(cluster)
+            marked = {
+                name
+                for name, crd in crds.items()
+                if crd["metadata"].get("annotations", {}).get(GATEWAY_API_MARKER[0]) == GATEWAY_API_MARKER[1]
+            }
+            shared = {
+                name
+                for name, crd in crds.items()
+                if {HAND_MANAGER}
+                < {m.get("manager") for m in crd["metadata"].get("managedFields", [])} - {None}
+            }
+            results.check(
+                "ambient: ... every CRD adopted (the stack's marker, the platform team's fields kept beside)",
+                bool(crds) and marked == set(crds) == shared,
+                f"marked {sorted(marked)}, shared {sorted(shared)}",
+            )
+            expect_no_changes(results, "ambient (adopted)", stack)
+        try:
+            cluster.kubectl(
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                f"--field-manager={HAND_MANAGER}",
+                "--filename=-",
+                stdin=gateway_api_manifest(HAND_APPLIED_GATEWAY_API),
+            )
+            refusal = ""
+        except RuntimeError as error:
+            refusal = str(error)
+        # ValidatingAdmissionPolicy admission stays on here (only the webhook plugins are off), so the
+        # release's own safe-upgrades policy is enforced by the API server as on a real cluster.
+        results.check(
+            f"ambient: the API server refuses a hand downgrade to {HAND_APPLIED_GATEWAY_API} (safe-upgrades policy)",
+            GATEWAY_API_POLICY in refusal,
+            refusal[-400:] or "the downgrade was applied",
+        )
+
+
+def _bundle_version(crd: Mapping[str, Any]) -> str | None:
+    return crd["metadata"].get("annotations", {}).get("gateway.networking.k8s.io/bundle-version")
+
+
+def _cart_restarted(cluster: Cluster) -> str | None:
+    obj = cluster.get("deployment", "cart", "--namespace", "shop")
+    return obj["spec"]["template"]["metadata"].get("annotations", {}).get(RESTARTED_AT)
+
+
+def check_ambient(
+    results: Results, cluster: Cluster, pinned: str, *, ambient: list[str], sidecar: list[str]
+) -> None:
+    """What the ambient example must leave on the cluster: the node agents on every node, the labels,
+    the waypoint and the Gateway API CRDs, served at the pinned release."""
+    nodes = len(cluster.get("node")["items"])
+    for name in AMBIENT_DAEMONSETS:
+        status = cluster.get("daemonset", name, "--namespace", ISTIO_NAMESPACE).get("status", {})
+        results.check(
+            f"ambient: DaemonSet {name} is available on all {nodes} kwok nodes",
+            status.get("desiredNumberScheduled") == nodes and status.get("numberAvailable") == nodes,
+            json.dumps(status),
+        )
+    releases = {
+        r["name"]: r
+        for r in json.loads(cluster.helm("list", "--namespace", ISTIO_NAMESPACE, "--output=json"))
+    }
+    results.check(
+        "ambient: istio-base, istiod, istio-cni and ztunnel are deployed releases",
+        all(
+            releases.get(n, {}).get("status") == "deployed"
+            for n in ("istio-base", "istiod", "istio-cni", "ztunnel")
+        ),
+        str(sorted(releases)),
+    )
+    for namespace in ambient:
+        labels = cluster.get("namespace", namespace)["metadata"].get("labels", {})
+        expected = {"istio.io/dataplane-mode": "ambient"}
+        if namespace == "shop":
+            expected["istio.io/use-waypoint"] = "waypoint"
+        results.check(
+            f"ambient: {namespace} is labelled for ambient (and never for injection)",
+            all(labels.get(k) == v for k, v in expected.items())
+            and "istio-injection" not in labels
+            and "istio.io/rev" not in labels,
+            str(labels),
+        )
+    for namespace in sidecar:
+        labels = cluster.get("namespace", namespace)["metadata"].get("labels", {})
+        results.check(
+            f"ambient: {namespace} keeps its sidecar injection beside the ambient namespaces",
+            labels.get("istio-injection") == "enabled" and "istio.io/dataplane-mode" not in labels,
+            str(labels),
+        )
+    waypoint = cluster.get("gateway.gateway.networking.k8s.io", "waypoint", "--namespace", "shop")
+    results.check(
+        "ambient: shop's waypoint is the Gateway istioctl waypoint apply writes",
+        waypoint["spec"].get("gatewayClassName") == "istio-waypoint"
+        and [(lst.get("name"), lst.get("port"), lst.get("protocol")) for lst in waypoint["spec"]["listeners"]]
+        == [("mesh", 15008, "HBONE")]
+        and waypoint["metadata"].get("labels", {}).get("istio.io/waypoint-for") == "service",
+        json.dumps(waypoint["spec"]),
+    )
+    crds = gateway_api_crds(cluster)
+    served = {
+        name
+        for name, crd in crds.items()
+        if any(
+            c["type"] == "Established" and c["status"] == "True"
+            for c in crd.get("status", {}).get("conditions", [])
+        )
+    }
+    results.check(
+        f"ambient: every Gateway API CRD is served at {pinned}",
+        bool(crds) and served == set(crds) and {_bundle_version(c) for c in crds.values()} == {pinned},
+        str({n: _bundle_version(c) for n, c in crds.items()}),
+    )
+
+
 SCENARIOS: dict[str, Callable[[Results, Stacks], None]] = {
     "adopt": scenario_adopt,
     "dev": scenario_dev,
@@ -1254,6 +1590,7 @@ SCENARIOS: dict[str, Callable[[Results, Stacks], None]] = {
     "upgrade": scenario_upgrade,
     "canary": scenario_canary,
     "prod": scenario_prod,
+    "ambient": scenario_ambient,
 }
 
 
@@ -1273,6 +1610,7 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="istio-mesh-e2e-"))
     try:
         stacks = Stacks(cluster, os.environ["CHARTS"], scratch)
+        remove_gateway_api(cluster)  # left by an earlier run that was killed: every scenario starts without
         for name, scenario in SCENARIOS.items():
             if args.only and name not in args.only:
                 continue
