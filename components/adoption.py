@@ -47,7 +47,7 @@ import pulumi
 import pulumi.dynamic
 
 from components.cluster import helm, kubectl
-from components.config import ISTIO_NAMESPACE, ClusterConfig, IstioConfig
+from components.config import ISTIO_NAMESPACE, NODE_AGENT_DAEMONSETS, ClusterConfig, IstioConfig
 from components.local_command import run_bash
 
 # Set on istio-system by every stack (components/control_plane.py, ENVIRONMENT_LABEL).
@@ -69,7 +69,17 @@ class AdoptionError(Exception):
 def release_names(istio: IstioConfig) -> list[str]:
     """The Helm releases the stack installs, as components/control_plane.py names them."""
     istiods = [f"istiod-{r.name}" for r in istio.revisions] if istio.revisions else ["istiod"]
-    return [BASE_RELEASE, *istiods, *(g.release_name for g in istio.gateways)]
+    node_agents = list(NODE_AGENT_DAEMONSETS) if istio.ambient else []
+    return [BASE_RELEASE, *istiods, *node_agents, *(g.release_name for g in istio.gateways)]
+
+
+def workload_refs(releases: Sequence[str]) -> list[str]:
+    """The workload each release runs under its own name (istiod and gateways: a Deployment; the
+    node agents: their DaemonSet), as kubectl names them: where an istioctl install shows."""
+    return [
+        f"daemonset.apps/{NODE_AGENT_DAEMONSETS[r]}" if r in NODE_AGENT_DAEMONSETS else f"deployment.apps/{r}"
+        for r in releases
+    ]
 
 
 def object_ref(obj: Mapping[str, Any]) -> str:
@@ -125,11 +135,21 @@ def findings(
         for name, status in sorted(helm_releases.items())
         if status != "deployed"
     ]
+    release_of = {daemonset: release for release, daemonset in NODE_AGENT_DAEMONSETS.items()}
+    workloads = {
+        (
+            w.get("kind", "Deployment"),
+            w["metadata"]["name"],
+            release_of.get(w["metadata"]["name"], w["metadata"]["name"]),
+        )
+        for w in deployments
+        if w.get("kind", "Deployment") == "Deployment" or w["metadata"]["name"] in release_of
+    }
     blocked += [
-        f"Deployment {ISTIO_NAMESPACE}/{name} exists without a Helm release {name} (an istioctl or kubectl "
+        f"{kind} {ISTIO_NAMESPACE}/{name} exists without a Helm release {release} (an istioctl or kubectl "
         f"install, which Helm can't adopt): `istioctl uninstall --purge` (or delete it) first"
-        for name in sorted({d["metadata"]["name"] for d in deployments} - set(helm_releases))
-        if name in releases
+        for kind, name, release in sorted(workloads)
+        if release in releases and release not in helm_releases
     ]
     objects = []
     for obj in existing_objects:
@@ -321,7 +341,7 @@ class Adoption(pulumi.dynamic.Resource, module="istio-mesh", name="Adoption"):
             "getNamespace": kubectl(cluster, *get, "--show-managed-fields", "namespace", "{namespace}"),
             "namespace": kubectl(cluster, *get, "namespace", ISTIO_NAMESPACE),
             "helmList": helm(cluster, "list", *where, *LIST_EVERY_STATE, "--output", "json"),
-            "deployments": kubectl(cluster, *where, *get, *(f"deployment.apps/{r}" for r in releases)),
+            "deployments": kubectl(cluster, *where, *get, *workload_refs(releases)),
             "namespaced": kubectl(cluster, *where, *get, *namespaced) if namespaced else "",
             "clusterScoped": kubectl(cluster, *get, *cluster_scoped) if cluster_scoped else "",
             # Helm keeps a release's history in Secrets labelled with its name; the objects stay.

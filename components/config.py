@@ -51,6 +51,12 @@ FIRST_AMBIENT = (1, 22, 0)
 # istio-cni and ztunnel upgrade in place, one per node whatever the revisions, and stay within this
 # many minors of every control plane (https://istio.io/latest/docs/ambient/upgrade/helm/).
 AMBIENT_MAX_MINOR_SKEW = 1
+# Ambient mode's node agents by the release names of Istio's Helm guide
+# (https://istio.io/latest/docs/ambient/install/helm/), in install order, each with the DaemonSet its
+# chart (`cni`, `ztunnel`) runs.
+NODE_AGENT_DAEMONSETS: Mapping[str, str] = MappingProxyType(
+    {"istio-cni": "istio-cni-node", "ztunnel": "ztunnel"}
+)
 # `istioctl waypoint apply --for`: the traffic a waypoint handles (istio/istio istioctl/pkg/waypoint).
 WAYPOINT_TRAFFIC = ("service", "workload", "all", "none")
 KIALI_AUTH = ("anonymous", "token")

@@ -12,7 +12,13 @@ import pulumi_kubernetes as k8s
 from components.adoption import Adoption, HandMade
 from components.cluster import kubectl
 from components.cluster_claim import ClusterClaim
-from components.config import ISTIO_NAMESPACE, ClusterConfig, IstioConfig, parse_version
+from components.config import (
+    ISTIO_NAMESPACE,
+    NODE_AGENT_DAEMONSETS,
+    ClusterConfig,
+    IstioConfig,
+    parse_version,
+)
 from components.local_command import Command, restart_workloads
 from components.release_recovery import ReleaseRecovery
 from components.revision_tags import (
@@ -52,10 +58,8 @@ ROLLOUT_TIMEOUT_SECONDS = 300
 FIRST_TEMPLATED_CRDS = (1, 24, 0)
 CRD_FIELD_MANAGER = "istio-mesh"
 BASE_RELEASE = "istio-base"
-# Ambient mode's node agents, by the release names of Istio's Helm guide
-# (https://istio.io/latest/docs/ambient/install/helm/): the `cni` chart and the `ztunnel` chart.
-CNI_RELEASE = "istio-cni"
-ZTUNNEL_RELEASE = "ztunnel"
+# Ambient mode's node agents: the `cni` chart's release, then the `ztunnel` chart's.
+CNI_RELEASE, ZTUNNEL_RELEASE = NODE_AGENT_DAEMONSETS
 
 
 def crd_apply_command(istio: IstioConfig, cluster: ClusterConfig) -> str:

@@ -119,6 +119,21 @@ def test_adopt_revisions_and_namespaces_reach_the_settings_and_change_no_input()
     assert settings_of(revisions)["releases"] == ["istio-base", "istiod-a", "istio-ingressgateway"]
 
 
+def test_ambient_adds_the_node_agents_and_their_daemonsets_to_what_is_looked_for() -> None:
+    ambient = build("prod", istio={"dataplane": "ambient"}, injection={"namespaces": [], "ambient": ["shop"]})
+    settings = settings_of(ambient)
+    assert settings["releases"] == ["istio-base", "istiod", "istio-cni", "ztunnel", "istio-ingressgateway"]
+    assert settings["deployments"].split(" get --ignore-not-found --output=json ")[1].split() == [
+        "deployment.apps/istio-base",
+        "deployment.apps/istiod",
+        "daemonset.apps/istio-cni-node",
+        "daemonset.apps/ztunnel",
+        "deployment.apps/istio-ingressgateway",
+    ]
+    # A sidecar stack looks for no node agent.
+    assert "istio-cni" not in settings_of(build("prod"))["releases"]
+
+
 def test_adopt_is_a_boolean() -> None:
     graph = build(adopt="yes")
     assert graph.error is not None and "adopt: got 'yes'; expected true or false" in graph.error
@@ -207,6 +222,28 @@ def test_a_pending_release_and_an_istioctl_install_are_refused_even_with_adopt()
     assert message is not None
     assert message.splitlines()[3:] == ["These can't be adopted:", *(f"  - {b}" for b in found.blocked)]
     assert "pulumi config set" not in message
+
+
+AMBIENT_RELEASES = ["istio-base", "istiod", "istio-cni", "ztunnel"]
+
+
+def test_an_istioctl_ambient_install_is_refused_and_a_helm_one_adoptable() -> None:
+    daemonsets = [
+        {"kind": "DaemonSet", "metadata": {"name": "istio-cni-node"}},
+        {"kind": "DaemonSet", "metadata": {"name": "ztunnel"}},
+        {"kind": "DaemonSet", "metadata": {"name": "unrelated"}},
+    ]
+    by_helm = [{"name": r, "status": "deployed"} for r in AMBIENT_RELEASES]
+    found = findings(HAND_MADE_NAMESPACE, by_helm, daemonsets, [], AMBIENT_RELEASES)
+    assert found.releases == tuple(sorted(AMBIENT_RELEASES)) and found.blocked == ()
+    by_istioctl = by_helm[:2]
+    found = findings(HAND_MADE_NAMESPACE, by_istioctl, daemonsets, [], AMBIENT_RELEASES)
+    assert found.blocked == (
+        "DaemonSet istio-system/istio-cni-node exists without a Helm release istio-cni (an istioctl or "
+        "kubectl install, which Helm can't adopt): `istioctl uninstall --purge` (or delete it) first",
+        "DaemonSet istio-system/ztunnel exists without a Helm release ztunnel (an istioctl or kubectl "
+        "install, which Helm can't adopt): `istioctl uninstall --purge` (or delete it) first",
+    )
 
 
 # --- the label's owner --------------------------------------------------------------------------
