@@ -177,14 +177,15 @@ if [ ! -f "$bin/.complete" ]; then
   touch "$bin/.complete"
 fi
 
-# The Gateway API release of each Istio minor from 1.24 (components/gateway_api_versions.py), as
+# The Gateway API release of each Istio minor (components/gateway_api_versions.py; 1.23.6, the
+# upgrade scenario's first version, installs one too), as
 # module zips in the Go module cache, for the real-engine stacks' gatewayApi.source
 # (file://$(go env GOMODCACHE)/cache/download/sigs.k8s.io/gateway-api/@v/{version}.zip), which the
 # program verifies against gateway-api.lock like any download. `go mod download` checks each zip
 # against the Go checksum database, and downloads nothing it has.
 gateway_api_versions=$(cd "$repo" && "$PYTHON" -c '
 from components.gateway_api_versions import GATEWAY_API_FOR_ISTIO as table
-print(" ".join(sorted({row.pinned for minor, row in table.items() if tuple(map(int, minor.split("."))) >= (1, 24)})))')
+print(" ".join(sorted({row.pinned for row in table.values()})))')
 for version in $gateway_api_versions; do
   (cd "$cache" && go mod download "sigs.k8s.io/gateway-api@$version" >&2)
 done

@@ -12,6 +12,8 @@ from __future__ import annotations
 import io
 import os
 import pathlib
+import shutil
+import subprocess
 import zipfile
 
 import pytest
@@ -31,7 +33,18 @@ from components.gateway_api_versions import DEFAULT_SOURCE, GATEWAY_API_FOR_ISTI
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "gateway-api"
-MODULE_CACHE = pathlib.Path(os.environ.get("GOMODCACHE", pathlib.Path.home() / "go" / "pkg" / "mod"))
+
+
+def _module_cache() -> pathlib.Path:
+    """Where `go mod download` (hack/toolchain.sh) keeps modules: `go env GOMODCACHE`, as the e2e reads it."""
+    go = shutil.which("go")
+    found = subprocess.run([go, "env", "GOMODCACHE"], capture_output=True, text=True).stdout if go else ""
+    return pathlib.Path(
+        found.strip() or os.environ.get("GOMODCACHE") or pathlib.Path.home() / "go" / "pkg" / "mod"
+    )
+
+
+MODULE_CACHE = _module_cache()
 CACHED_ZIPS = MODULE_CACHE / "cache" / "download" / "sigs.k8s.io" / "gateway-api" / "@v"
 PINNED = sorted({row.pinned for row in GATEWAY_API_FOR_ISTIO.values()})
 
