@@ -233,7 +233,9 @@ OFFLINE_HINT = (
     "to render offline, point the sources at local directories: --config addons.source=DIR "
     "(a directory holding <addon>.yaml, such as istio-<version>/samples/addons) and, for the charts, "
     "--chart-dir DIR (a directory of <chart>-<version>.tgz); istio.chartRepository takes a Helm "
-    "repository URL, e.g. http://127.0.0.1:PORT of `python3 -m http.server` in such a directory"
+    "repository URL, e.g. http://127.0.0.1:PORT of `python3 -m http.server` in such a directory; "
+    "--config gatewayApi.source=DIR (a directory holding <channel>-install.yaml of the stack's Gateway "
+    "API release, {version} allowed in DIR), or gatewayApi.enabled=false"
 )
 _UNREACHABLE = re.compile(
     r"could not download|name or service not known|temporary failure in name resolution|"

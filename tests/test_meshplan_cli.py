@@ -272,7 +272,9 @@ def test_an_unreachable_source_says_how_to_work_offline() -> None:
         f"{message}\nto render offline, point the sources at local directories: --config addons.source=DIR "
         "(a directory holding <addon>.yaml, such as istio-<version>/samples/addons) and, for the charts, "
         "--chart-dir DIR (a directory of <chart>-<version>.tgz); istio.chartRepository takes a Helm "
-        "repository URL, e.g. http://127.0.0.1:PORT of `python3 -m http.server` in such a directory"
+        "repository URL, e.g. http://127.0.0.1:PORT of `python3 -m http.server` in such a directory; "
+        "--config gatewayApi.source=DIR (a directory holding <channel>-install.yaml of the stack's Gateway "
+        "API release, {version} allowed in DIR), or gatewayApi.enabled=false"
     )
     assert (
         cli.with_offline_hint("stack dev: istio.version: got '1.2'") == "stack dev: istio.version: got '1.2'"
@@ -292,4 +294,25 @@ def test_a_refused_download_ends_with_the_offline_hint(capsys: pytest.CaptureFix
         "addons.source=http://127.0.0.1:9/{version}",
     )
     assert run.code == 2
+    assert run.err.rstrip("\n").endswith(cli.OFFLINE_HINT)
+
+
+def test_an_unreachable_gateway_api_release_ends_with_the_offline_hint(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ISTIO_MESH_CACHE_DIR", str(tmp_path))  # nothing cached: it must download
+    run = meshplan(
+        capsys,
+        "show",
+        "--project-dir",
+        str(ROOT),
+        "--stack",
+        "prod",
+        "--config",
+        "addons.source=tests/fixtures/addons/k8s-labels",
+        "--config",
+        "gatewayApi.source=http://127.0.0.1:9/{version}.zip",
+    )
+    assert run.code == 2
+    assert "Could not download the Gateway API v1.5.1 from http://127.0.0.1:9/v1.5.1.zip" in run.err
     assert run.err.rstrip("\n").endswith(cli.OFFLINE_HINT)
