@@ -237,7 +237,7 @@ def stack_metadata(obj: Mapping[str, Any], take_over: bool) -> dict[str, Any]:
     `+structType=atomic`) that the API server fills with defaults (matchPolicy, namespaceSelector,
     objectSelector), so a second manager applying the very same manifest conflicts with the first on
     the whole struct: seen on the real engine, adopting a release applied by hand with `kubectl apply
-    --server-side` (hack/e2e_local.py, scenario 8f). The guard has already refused a cluster whose
+    --server-side` (hack/e2e_local.py, scenario 9f). The guard has already refused a cluster whose
     CRDs are of another release or channel, so what is forced is the stack's own release's policy.
     """
     metadata = {k: v for k, v in obj["metadata"].items() if k != "creationTimestamp"}

@@ -1317,7 +1317,7 @@ def _outage_in_the_middle_of_an_up(results: Results, stacks: Stacks, stack: auto
 
 # In this order: Istio's CRDs stay after a destroy, and a later stack may only move them forward
 # (the API server refuses to drop a stored version), so the 1.20.8 stacks come first.
-# --- 8. ambient mode and the Gateway API ----------------------------------------------------------
+# --- 9. ambient mode and the Gateway API ----------------------------------------------------------
 
 AMBIENT_EXAMPLE = ROOT / "examples" / "ambient" / "Pulumi.ambient.yaml"
 # `shop`, the example's ambient namespace, with a workload of its own.
@@ -1361,7 +1361,7 @@ def scenario_ambient(results: Results, stacks: Stacks) -> None:
 
 def _scenario_ambient(results: Results, stacks: Stacks, stack: auto.Stack, pinned: str) -> None:
     cluster = stacks.cluster
-    with timed("8a. ambient: older Gateway API CRDs applied by hand are refused"):
+    with timed("9a. ambient: older Gateway API CRDs applied by hand are refused"):
         cluster.kubectl(
             "apply",
             "--server-side",
@@ -1390,7 +1390,7 @@ def _scenario_ambient(results: Results, stacks: Stacks, stack: auto.Stack, pinne
         )
     take_over = merged(AMBIENT_SIDECAR_DEFAULT, {"gatewayApi": {"takeOver": True}})
     stack = stacks.stack("ambient", stacks.config(AMBIENT_EXAMPLE, take_over))
-    with timed("8b. ambient: pulumi up with gatewayApi.takeOver"):
+    with timed("9b. ambient: pulumi up with gatewayApi.takeOver"):
         if (
             attempt(results, "ambient: pulumi up", lambda: stack.up(on_output=log_output, color="never"))
             is None
@@ -1404,9 +1404,9 @@ def _scenario_ambient(results: Results, stacks: Stacks, stack: auto.Stack, pinne
             "ambient: default's workloads were restarted for their sidecars",
             restarted_at(cluster, "deployment", "web") is not None,
         )
-    with timed("8c. ambient: nothing to do the second time"):
+    with timed("9c. ambient: nothing to do the second time"):
         expect_no_changes(results, "ambient", stack)
-    with timed("8d. ambient: default moves from sidecars to ambient in one up"):
+    with timed("9d. ambient: default moves from sidecars to ambient in one up"):
         before = restarted_at(cluster, "deployment", "web")
         stack = stacks.stack(
             "ambient", stacks.config(AMBIENT_EXAMPLE, merged(AMBIENT_ALL, {"gatewayApi": {"takeOver": True}}))
@@ -1429,7 +1429,7 @@ def _scenario_ambient(results: Results, stacks: Stacks, stack: auto.Stack, pinne
             )
             results.check("ambient: shop's workloads still never restarted", _cart_restarted(cluster) is None)
         expect_no_changes(results, "ambient (moved)", stack)
-    with timed("8e. ambient: destroy keeps the Gateway API CRDs"):
+    with timed("9e. ambient: destroy keeps the Gateway API CRDs"):
         if attempt(
             results, "ambient: pulumi destroy", lambda: stack.destroy(on_output=log_output, color="never")
         ):
@@ -1450,7 +1450,7 @@ def _scenario_ambient(results: Results, stacks: Stacks, stack: auto.Stack, pinne
                 "ambient: no helm release remains",
                 not json.loads(cluster.helm("list", "--all-namespaces", "--output=json")),
             )
-    with timed("8f. ambient: the same Gateway API release applied by hand is adopted without takeOver"):
+    with timed("9f. ambient: the same Gateway API release applied by hand is adopted without takeOver"):
         remove_gateway_api(cluster)
         cluster.kubectl(
             "apply",
