@@ -350,26 +350,23 @@ class ControlPlane(pulumi.ComponentResource):
         self.cni: k8s.helm.v3.Release | None = None
         self.ztunnel: k8s.helm.v3.Release | None = None
         if istio.ambient:
-            self.cni = k8s.helm.v3.Release(
-                CNI_RELEASE,
-                name=CNI_RELEASE,
-                **source("cni"),
-                version=istio.node_agent_version,
-                namespace=namespace,
-                values=cni_values(istio),
-                timeout=NODE_AGENT_TIMEOUT_SECONDS,
-                opts=release_after(CNI_RELEASE, self.istiod),
-            )
-            self.ztunnel = k8s.helm.v3.Release(
-                ZTUNNEL_RELEASE,
-                name=ZTUNNEL_RELEASE,
-                **source("ztunnel"),
-                version=istio.node_agent_version,
-                namespace=namespace,
-                values=ztunnel_values(istio),
-                timeout=NODE_AGENT_TIMEOUT_SECONDS,
-                opts=release_after(ZTUNNEL_RELEASE, self.cni),
-            )
+
+            def node_agent(
+                release_name: str, chart: str, values: dict[str, Any], after: pulumi.Resource
+            ) -> k8s.helm.v3.Release:
+                return k8s.helm.v3.Release(
+                    release_name,
+                    name=release_name,
+                    **source(chart),
+                    version=istio.node_agent_version,
+                    namespace=namespace,
+                    values=values,
+                    timeout=NODE_AGENT_TIMEOUT_SECONDS,
+                    opts=release_after(release_name, after),
+                )
+
+            self.cni = node_agent(CNI_RELEASE, "cni", cni_values(istio), self.istiod)
+            self.ztunnel = node_agent(ZTUNNEL_RELEASE, "ztunnel", ztunnel_values(istio), self.cni)
 
         self.register_outputs(
             {

@@ -180,19 +180,11 @@ class Injection(pulumi.ComponentResource):
                 )
                 self.uninjects.append(uninject)
                 label_needs.append(uninject)
-            # The application namespaces belong to the applications: a server-side-apply patch owns
-            # just this label, and destroying it removes only the label. Switching a namespace from
-            # one label to the other drops the old one, since this patch no longer applies it.
-            label = k8s.core.v1.NamespacePatch(
-                f"{namespace}-injection",
-                metadata={
-                    "name": namespace,
-                    "labels": labels,
-                    # Take the label over from whoever set it by hand (e.g. `kubectl label`).
-                    "annotations": {"pulumi.com/patchForce": "true"},
-                },
-                # The webhook must exist before pods are created in a labelled namespace.
-                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=label_needs)),
+            # The webhook must exist before pods are created in a labelled namespace.
+            label = _namespace_labels(
+                namespace,
+                labels,
+                pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=label_needs)),
             )
             self.labels.append(label)
             if injection.restart_workloads:
@@ -263,15 +255,7 @@ class Injection(pulumi.ComponentResource):
                 f"{namespace}-uninject", timeout=COMMAND_TIMEOUT_SECONDS, opts=after(node_agents)
             )
             self.uninjects.append(uninject)
-        label = k8s.core.v1.NamespacePatch(
-            f"{namespace}-injection",
-            metadata={
-                "name": namespace,
-                "labels": labels,
-                "annotations": {"pulumi.com/patchForce": "true"},
-            },
-            opts=after(node_agents, uninject, waypoint),
-        )
+        label = _namespace_labels(namespace, labels, after(node_agents, uninject, waypoint))
         self.labels.append(label)
         if injection.restart_workloads:
             restart = restart_workloads(cluster, namespace, timeout=ROLLOUT_TIMEOUT_SECONDS)
@@ -288,6 +272,27 @@ class Injection(pulumi.ComponentResource):
                     opts=after(label),
                 )
             )
+
+
+def _namespace_labels(
+    namespace: str, labels: dict[str, str], opts: pulumi.ResourceOptions
+) -> k8s.core.v1.NamespacePatch:
+    """`<ns>-injection`, the mesh's labels of an application namespace, in either mode.
+
+    The application namespaces belong to the applications: a server-side-apply patch owns just these
+    labels, and destroying it removes only them. Switching a namespace from one label to another (a
+    tag, or sidecars to ambient) drops the old one, since this patch no longer applies it.
+    """
+    return k8s.core.v1.NamespacePatch(
+        f"{namespace}-injection",
+        metadata={
+            "name": namespace,
+            "labels": labels,
+            # Take the labels over from whoever set them by hand (e.g. `kubectl label`).
+            "annotations": {"pulumi.com/patchForce": "true"},
+        },
+        opts=opts,
+    )
 
 
 def _proxy_identity(istio: IstioConfig, target: str | None) -> list[str]:
