@@ -22,8 +22,10 @@ import yaml
 from components import gateway_api_lock
 from components.gateway_api_source import (
     GatewayApiSourceError,
+    artifact_name,
     check_objects,
     load_gateway_api,
+    location,
     lock_command,
     module_objects,
     read_lock,
@@ -507,3 +509,163 @@ def test_the_cached_module_zip_of_each_pinned_release(version: str) -> None:
         assert {o["metadata"]["annotations"]["gateway.networking.k8s.io/bundle-version"] for o in crds} == {
             version
         }
+
+
+# --- what each part of a source means --------------------------------------------------------------
+
+
+def test_a_sources_placeholders_query_and_trailing_slash() -> None:
+    assert source_kind("https://x.test/{version}.ZIP?token=a.yaml") == "zip"
+    assert source_kind("https://x.test/{channel}.yml") == "yaml"
+    assert location("https://x.test/{version}/{channel}-install.yaml", "v1.5.1", "experimental") == (
+        "https://x.test/v1.5.1/experimental-install.yaml"
+    )
+    assert location("mirror/{version}/", "v1.5.1", "standard") == "mirror/v1.5.1/standard-install.yaml"
+    assert artifact_name(DEFAULT_SOURCE, "experimental") == "module.zip"
+    assert (
+        artifact_name("https://x.test/{channel}-install.yaml", "experimental") == "experimental-install.yaml"
+    )
+
+
+def test_the_lock_command_of_a_manifest_url_names_only_a_channel_other_than_standard() -> None:
+    assert lock_command("v1.5.1", "https://x.test/{version}/{channel}-install.yaml", "standard") == (
+        "python -m components.gateway_api_lock add v1.5.1 --source 'https://x.test/{version}/{channel}-install.yaml'"
+    )
+    assert lock_command("v1.5.1", "https://x.test/{version}.zip", "experimental") == (
+        "python -m components.gateway_api_lock add v1.5.1 --source 'https://x.test/{version}.zip'"
+    )
+
+
+def test_a_relative_directory_is_the_projects_and_its_problems_name_the_full_path(
+    tmp_path: pathlib.Path,
+) -> None:
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "mirror" / "standard-install.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n"
+    )
+    with pytest.raises(GatewayApiSourceError) as error:
+        load_gateway_api("mirror", "v1.5.1", "standard", base_dir=tmp_path)
+    assert str(error.value) == (
+        f"{tmp_path}/mirror/standard-install.yaml is not the Gateway API v1.5.1 standard channel:\n"
+        "  - v1 ConfigMap x: not a Gateway API CRD, nor the safe-upgrades ValidatingAdmissionPolicy or its "
+        "binding\n  - no CustomResourceDefinition at all\n"
+        "Only the release's CRDs and its safe-upgrades ValidatingAdmissionPolicy are installed; check "
+        "gatewayApi.source, version and channel."
+    )
+
+
+def test_a_manifest_that_is_not_utf8_or_not_yaml_is_named(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "standard-install.yaml").write_bytes(b"\xff")
+    with pytest.raises(GatewayApiSourceError) as error:
+        load_gateway_api(str(tmp_path), "v1.5.1", "standard", base_dir=ROOT)
+    assert str(error.value) == (
+        f"{tmp_path}/standard-install.yaml is not UTF-8 text: 'utf-8' codec can't decode byte 0xff in "
+        "position 0: invalid start byte."
+    )
+    (tmp_path / "standard-install.yaml").write_text("kind: [\n")
+    with pytest.raises(GatewayApiSourceError) as error:
+        load_gateway_api(str(tmp_path), "v1.5.1", "standard", base_dir=ROOT)
+    assert str(error.value).startswith(f"{tmp_path}/standard-install.yaml")
+
+
+def test_a_manifest_that_cannot_be_read_says_why(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "standard-install.yaml").mkdir()
+    with pytest.raises(GatewayApiSourceError) as error:
+        load_gateway_api(str(tmp_path), "v1.5.1", "standard", base_dir=ROOT)
+    assert str(error.value) == (
+        f"Gateway API v1.5.1 (standard channel): cannot read {tmp_path}/standard-install.yaml: [Errno 21] Is a "
+        f"directory: '{tmp_path}/standard-install.yaml' (gatewayApi.source is '{tmp_path}')."
+    )
+
+
+def test_only_the_channels_gateway_yaml_files_of_the_zip_are_read() -> None:
+    files = {
+        **split_files("v1.5.1", "standard"),
+        "config/crd/standard/gateway.networking.k8s.io_notes.md": "kind: Nope\n",
+        "config/crd/standard/gateway.networking.k8s.io_x.yml": "kind: Nope\n",
+    }
+    objects = module_objects(module_zip("v1.5.1", files), "v1.5.1", "standard", "the.zip")
+    assert len(objects) == 5
+
+
+def test_a_zip_whose_file_is_damaged_says_which(tmp_path: pathlib.Path) -> None:
+    files = split_files("v1.5.1", "standard")
+    data = module_zip("v1.5.1", files)
+    damaged = data.replace(
+        b"gatewayclasses.gateway.networking.k8s.io\n", b"gatewayclasses.gateway.networking.k8s.iX\n", 1
+    )
+    assert damaged != data
+    with pytest.raises(GatewayApiSourceError) as error:
+        module_objects(damaged, "v1.5.1", "standard", "the.zip")
+    assert str(error.value) == (
+        "the.zip: cannot read sigs.k8s.io/gateway-api@v1.5.1/config/crd/standard/: Bad CRC-32 for file "
+        "'sigs.k8s.io/gateway-api@v1.5.1/config/crd/standard/"
+        "gateway.networking.k8s.io_gatewayclasses.gateway.networking.k8s.io.yaml'."
+    )
+
+
+def test_a_crd_named_outside_its_group_is_refused() -> None:
+    objects = objects_of()
+    objects[0]["metadata"]["name"] = "gatewayclasses.example.com"
+    assert refusal(objects) == expected(
+        "apiextensions.k8s.io/v1 CustomResourceDefinition gatewayclasses.example.com: not a Gateway API CRD "
+        "(group 'gateway.networking.k8s.io'; expected gateway.networking.k8s.io or gateway.networking.x-k8s.io)"
+    )
+
+
+def test_what_is_locked_is_listed_in_release_order_for_the_sources_artifact(tmp_path: pathlib.Path) -> None:
+    def unlocked(version: str, checksums: dict[tuple[str, str], str]) -> str:
+        with pytest.raises(GatewayApiSourceError) as error:
+            load_gateway_api(
+                DEFAULT_SOURCE, version, "standard", base_dir=ROOT, cache=tmp_path, checksums=checksums,
+                fetch=lambda url: pytest.fail(url),
+            )  # fmt: skip
+        return str(error.value).split(" Versions locked as module.zip: ", 1)[1].split(". To lock", 1)[0]
+
+    sha = "a" * 64
+    assert unlocked("v1.7.0", {}) == "none"
+    locked = {
+        ("v1.10.0", "module.zip"): sha,
+        ("v1.9.0", "module.zip"): sha,
+        ("v1.8.0", "standard-install.yaml"): sha,
+    }
+    assert unlocked("v1.7.0", locked) == "v1.9.0, v1.10.0"
+    # A version that is no release tag is never looked up, so never becomes a cache path.
+    assert unlocked("../main", {("../main", "module.zip"): sha}) == "../main"
+
+
+def test_a_failed_download_says_why_and_how_to_avoid_it(tmp_path: pathlib.Path) -> None:
+    def fetch(url: str) -> bytes:
+        raise OSError("connection refused")
+
+    with pytest.raises(GatewayApiSourceError) as error:
+        load_gateway_api(
+            DEFAULT_SOURCE, "v1.5.1", "standard", base_dir=ROOT, cache=tmp_path,
+            checksums={("v1.5.1", "module.zip"): "a" * 64}, fetch=fetch,
+        )  # fmt: skip
+    assert str(error.value) == (
+        "Could not download the Gateway API v1.5.1 from https://proxy.golang.org/sigs.k8s.io/gateway-api/@v/"
+        "v1.5.1.zip: connection refused. A local directory as gatewayApi.source avoids the download."
+    )
+    assert not (tmp_path / "v1.5.1").exists()
+
+
+def test_downloads_are_kept_in_gateway_api_beside_the_addons_cache(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ISTIO_MESH_CACHE_DIR", str(tmp_path))
+    data = module_zip("v1.5.1", split_files("v1.5.1", "standard"))
+    load_gateway_api(
+        DEFAULT_SOURCE, "v1.5.1", "standard", base_dir=ROOT, checksums=sums("v1.5.1", "module.zip", data),
+        fetch=lambda url: data,
+    )  # fmt: skip
+    assert (tmp_path / "gateway-api" / "v1.5.1" / "module.zip").read_bytes() == data
+
+
+def test_a_second_sum_for_the_same_artifact_is_named(tmp_path: pathlib.Path) -> None:
+    lock = tmp_path / "gateway-api.lock"
+    first, second = "v1.5.1 module.zip " + "a" * 64, "v1.5.1 module.zip " + "b" * 64
+    lock.write_text(f"{first}\nv1.5.1 standard-install.yaml {'c' * 64}\n{second}\n")
+    with pytest.raises(GatewayApiSourceError) as error:
+        read_lock(lock)
+    assert str(error.value) == f"{lock}:3: a second sum for v1.5.1 module.zip: {second!r}."
