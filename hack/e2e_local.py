@@ -379,8 +379,8 @@ spec:
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 
-def restarted_at(cluster: Cluster, kind: str, name: str) -> str | None:
-    obj = cluster.get(kind, name, "--namespace", "default")
+def restarted_at(cluster: Cluster, kind: str, name: str, namespace: str = "default") -> str | None:
+    obj = cluster.get(kind, name, "--namespace", namespace)
     return obj["spec"]["template"]["metadata"].get("annotations", {}).get(RESTARTED_AT)
 
 
@@ -1398,7 +1398,8 @@ def _scenario_ambient(results: Results, stacks: Stacks, stack: auto.Stack, pinne
             return
         check_ambient(results, cluster, pinned, ambient=["shop"], sidecar=["default"])
         results.check(
-            "ambient: shop's workloads were not restarted to join", _cart_restarted(cluster) is None
+            "ambient: shop's workloads were not restarted to join",
+            restarted_at(cluster, "deployment", "cart", "shop") is None,
         )
         results.check(
             "ambient: default's workloads were restarted for their sidecars",
@@ -1427,7 +1428,10 @@ def _scenario_ambient(results: Results, stacks: Stacks, stack: auto.Stack, pinne
                 "ambient: default's workloads restarted once more, to lose their sidecars",
                 restarted_at(cluster, "deployment", "web") not in (None, before),
             )
-            results.check("ambient: shop's workloads still never restarted", _cart_restarted(cluster) is None)
+            results.check(
+                "ambient: shop's workloads still never restarted",
+                restarted_at(cluster, "deployment", "cart", "shop") is None,
+            )
         expect_no_changes(results, "ambient (moved)", stack)
     with timed("9e. ambient: destroy keeps the Gateway API CRDs"):
         if attempt(
@@ -1506,11 +1510,6 @@ def _scenario_ambient(results: Results, stacks: Stacks, stack: auto.Stack, pinne
 
 def _bundle_version(crd: Mapping[str, Any]) -> str | None:
     return crd["metadata"].get("annotations", {}).get("gateway.networking.k8s.io/bundle-version")
-
-
-def _cart_restarted(cluster: Cluster) -> str | None:
-    obj = cluster.get("deployment", "cart", "--namespace", "shop")
-    return obj["spec"]["template"]["metadata"].get("annotations", {}).get(RESTARTED_AT)
 
 
 def check_ambient(
