@@ -317,3 +317,132 @@ def test_a_source_problem_stops_the_program_with_its_message(tmp_path: Any) -> N
         f"Gateway API v1.5.1 (standard channel) not found: {tmp_path}/standard-install.yaml does not exist "
         f"(gatewayApi.source is '{tmp_path}')."
     )
+
+
+# --- reading the cluster, and the provider's other calls -------------------------------------------
+
+
+def answering(
+    monkeypatch: pytest.MonkeyPatch, crds_out: str, policy_out: str = "", code: int = 0, err: str = ""
+) -> None:
+    def run_bash(script: str, timeout: int, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        assert timeout == 120, timeout
+        return subprocess.CompletedProcess(
+            script, code, crds_out if script == "read-crds" else policy_out, err
+        )
+
+    monkeypatch.setattr(gateway_api, "run_bash", run_bash)
+
+
+READ = {"readCrds": "read-crds", "readPolicy": "read-policy"}
+
+
+def test_the_cluster_is_read_as_kubectl_prints_one_many_or_no_crds(monkeypatch: pytest.MonkeyPatch) -> None:
+    gateways, routes = crd("gateways"), crd("httproutes")
+    answering(monkeypatch, json.dumps({"kind": "List", "items": [gateways, routes]}), "vap/safe-upgrades\n")
+    assert gateway_api.read_cluster(READ) == ([gateways, routes], True)
+    answering(monkeypatch, json.dumps({"kind": "CustomResourceDefinition", **gateways}))
+    assert gateway_api.read_cluster(READ) == ([{"kind": "CustomResourceDefinition", **gateways}], False)
+    answering(monkeypatch, "\n", "\n")
+    assert gateway_api.read_cluster(READ) == ([], False)
+
+
+def test_a_failed_read_names_the_command_and_the_end_of_its_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    answering(monkeypatch, "", code=1, err="error: forbidden\n")
+    with pytest.raises(GatewayApiGuardError) as error:
+        gateway_api.read_cluster(READ)
+    assert str(error.value) == "read-crds: error: forbidden"
+    answering(monkeypatch, "", code=1, err="x" * 10 + "y" * 2000)
+    with pytest.raises(GatewayApiGuardError) as error:
+        gateway_api.read_cluster(READ)
+    assert str(error.value) == "read-crds: " + "y" * 2000
+
+
+def test_the_guard_is_one_resource_that_changes_with_its_inputs_and_checks_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    provider = GatewayApiGuardProvider()
+    news = guard_props()
+    assert provider.diff("gateway-api-guard", dict(news), news).changes is False
+    assert provider.diff("gateway-api-guard", {**news, "version": "v1.4.1"}, news).changes is True
+    assert provider.diff("gateway-api-guard", {**news, "takeOver": True}, news).changes is True
+    fake_cluster(monkeypatch, owner="istio-mesh/prod", crds=[], policy=False)
+    assert provider.create(news).id == "gateway-api-guard"
+    assert provider.update("gateway-api-guard", news, news).outs == news
+    fake_cluster(monkeypatch, owner="istio-mesh/prod", crds=[crd("gateways", "v1.4.1")], policy=False)
+    with pytest.raises(GatewayApiGuardError) as error:
+        provider.update("gateway-api-guard", news, news)
+    assert str(error.value).splitlines()[2] == (
+        "  - CustomResourceDefinition gateways.gateway.networking.k8s.io: v1.4.1 (standard channel), older"
+    )
+
+
+def test_the_applied_metadata_drops_the_creation_timestamp_and_keeps_the_rest() -> None:
+    obj = {
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": "gateways.gateway.networking.k8s.io",
+            "creationTimestamp": None,
+            "labels": {"a": "b"},
+        },
+    }
+    assert gateway_api.stack_metadata(obj, take_over=False) == {
+        "name": "gateways.gateway.networking.k8s.io",
+        "labels": {"a": "b"},
+        "annotations": {"istio-mesh/managed-by": "istio-mesh"},
+    }
+    assert gateway_api.stack_metadata(obj, take_over=True)["annotations"] == {
+        "istio-mesh/managed-by": "istio-mesh",
+        "pulumi.com/patchForce": "true",
+    }
+
+
+# --- the release table ----------------------------------------------------------------------------
+
+
+def test_each_istio_minor_names_the_crds_it_serves_only_from_a_later_release() -> None:
+    """Istio's MinimumCRDVersions (pkg/config/schema/gatewayapi/minimumversions.go) of 1.30 and 1.31."""
+    from components.gateway_api_versions import release_for
+
+    tcp, tls = "tcproutes.gateway.networking.k8s.io", "tlsroutes.gateway.networking.k8s.io"
+    grpc, backend = "grpcroutes.gateway.networking.k8s.io", "backendtlspolicies.gateway.networking.k8s.io"
+    istio_1_31, istio_1_30, istio_1_29 = (
+        release_for((1, 31, 0)),
+        release_for((1, 30, 3)),
+        release_for((1, 29, 6)),
+    )
+    assert istio_1_31 is not None and istio_1_30 is not None and istio_1_29 is not None
+    assert [istio_1_31.minimum(c) for c in (tcp, tls, grpc, backend, "gateways.gateway.networking.k8s.io")] == [
+        "v1.6.0", "v1.5.0", "v1.1.0", "v1.4.0", "v1.0.0",
+    ]  # fmt: skip
+    assert [istio_1_30.minimum(c) for c in (tcp, tls, grpc, backend)] == [
+        "v1.0.0",
+        "v1.5.0",
+        "v1.1.0",
+        "v1.4.0",
+    ]
+    assert [istio_1_29.minimum(c) for c in (tcp, tls, grpc, backend)] == ["v1.0.0"] * 4
+    assert [r.overall_minimum for r in (istio_1_31, istio_1_30, istio_1_29)] == ["v1.6.0", "v1.5.0", "v1.0.0"]
+    assert [istio_1_31.pinned, istio_1_30.pinned, istio_1_29.pinned] == ["v1.6.0", "v1.5.1", "v1.4.1"]
+    assert release_for((1, 21, 9)) is None and release_for((2, 30, 0)) is None
+
+
+def test_the_policy_is_in_force_from_v1_5_0_exactly() -> None:
+    managed = [crd("gateways", "v1.5.0", managed=True)]
+    assert guard_refusal(props("v1.5.0", "experimental"), managed, policy_present=False) == (
+        "the stack installs the Gateway API CRDs v1.5.0 (experimental channel), but:\n"
+        "the API server would refuse the stack's CRDs:\n"
+        "  - CustomResourceDefinition gateways.gateway.networking.k8s.io is v1.5.0 of the standard channel, "
+        "and the ValidatingAdmissionPolicy safe-upgrades.gateway.networking.k8s.io (Gateway API v1.5 and newer) "
+        "refuses experimental CRDs over standard ones\n" + POLICY_WAY_OUT
+    )
+    assert guard_refusal(props("v1.5.0"), managed, policy_present=True) is None
+    assert guard_refusal(props("v1.4.1", "experimental"), managed, policy_present=False) is None
+
+
+def test_a_version_that_is_no_release_tag_never_reaches_the_guard() -> None:
+    for version in ("1.5.1", "v1.5", "v1.5.1-rc.1"):
+        assert build("prod", gatewayApi={"version": version}).error == (
+            "invalid stack configuration (1 problem(s)):\n"
+            f"  - gatewayApi.version: got {version!r}; a Gateway API release tag such as v1.5.1"
+        )
