@@ -669,3 +669,29 @@ def test_a_second_sum_for_the_same_artifact_is_named(tmp_path: pathlib.Path) -> 
     with pytest.raises(GatewayApiSourceError) as error:
         read_lock(lock)
     assert str(error.value) == f"{lock}:3: a second sum for v1.5.1 module.zip: {second!r}."
+
+
+def test_a_version_that_is_no_release_has_no_policy_of_its_own() -> None:
+    objects = objects_of()[3:4]
+    crd = objects_of()[0]
+    crd["metadata"]["annotations"]["gateway.networking.k8s.io/bundle-version"] = "main"
+    assert refusal([crd, *objects], version="main") == expected(
+        "admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy safe-upgrades.gateway.networking.k8s.io: "
+        "gateway.networking.k8s.io/bundle-version is 'v1.5.0-dev', not of release main",
+        version="main",
+    )
+
+
+def test_a_url_is_verified_against_the_projects_lock_by_default(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(GatewayApiSourceError) as error:
+        load_gateway_api(
+            DEFAULT_SOURCE,
+            "v1.7.0",
+            "standard",
+            base_dir=ROOT,
+            cache=tmp_path,
+            fetch=lambda url: pytest.fail(url),
+        )
+    assert "Versions locked as module.zip: v1.1.0, v1.2.1, v1.3.0, v1.4.1, v1.5.1, v1.6.0." in str(
+        error.value
+    )
