@@ -397,3 +397,16 @@ def test_meshplan_diff_shows_the_move_as_the_label_update_and_the_restart(
     assert "+ kubernetes:helm.sh/v3:Release istio-cni\n" in run.out
     assert "+ kubernetes:helm.sh/v3:Release ztunnel\n" in run.out
     assert run.out.rstrip().splitlines()[-1].startswith("4 to create, 4 to update, 0 to delete, ")
+
+
+def test_the_mesh_wide_mtls_waits_for_each_ambient_namespaces_label_even_without_restarts() -> None:
+    """As for sidecar namespaces (test_mtls.py): the mesh-wide policy comes after the namespaces join the
+    mesh, and a destroy deletes it before their labels."""
+    graph = build(
+        "prod",
+        istio=AMBIENT,
+        injection={"namespaces": Replace([]), "ambient": ["shop"], "restartWorkloads": False},
+    )
+    assert graph.error is None, graph.error
+    mesh_mtls = graph.get("kubernetes:security.istio.io/v1:PeerAuthentication", "mesh-mtls")
+    assert graph.get(NAMESPACE_PATCH, "shop-injection").urn in mesh_mtls.dependencies

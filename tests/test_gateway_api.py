@@ -446,3 +446,11 @@ def test_a_version_that_is_no_release_tag_never_reaches_the_guard() -> None:
             "invalid stack configuration (1 problem(s)):\n"
             f"  - gatewayApi.version: got {version!r}; a Gateway API release tag such as v1.5.1"
         )
+
+
+def test_an_update_on_a_cluster_without_a_claim_is_not_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_cluster(monkeypatch, owner=None, crds=[], policy=False)
+    assert not GatewayApiGuardProvider().check({"owner": "istio-mesh/prod"}, guard_props()).failures
+    assert (
+        GatewayApiGuardProvider().update("gateway-api-guard", {"owner": "istio-mesh/old"}, guard_props()).outs
+    )
