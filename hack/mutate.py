@@ -158,6 +158,10 @@ _EVERY_MINIMUM_A_RELEASE = (
     "the fallback key of a text that is no release: every minimum in the table is one (v1.0.0 to v1.6.0), "
     "so the fallback is never taken"
 )
+_ALWAYS_PASSED = (
+    "a default that is never used: the only maker of an Injection (components/mesh.py) passes mtls, "
+    "node_agents and gateway_api, None where there are none"
+)
 _TYPE_ONLY_IMPORT = (
     "an import only annotations name, and `from __future__ import annotations` never evaluates them: "
     "imported at run time too (components.config does not import this module) or not at all, it is the same"
@@ -305,6 +309,13 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "opts: pulumi.ResourceOptions | None = None, :: None  ->  'mutant'": _UNUSED_OPTS,
     },
     "components/injection.py": {
+        "manifest = shlex.quote(json.dumps(policy, sort_keys=True)) :: True  ->  False": (
+            "the PeerAuthentication is written with its keys in sorted order already (apiVersion, kind, "
+            "metadata, spec; name, namespace), so sorting them changes nothing"
+        ),
+        "gateway_api: pulumi.Resource | None = None, :: None  ->  'mutant'": _ALWAYS_PASSED,
+        "node_agents: pulumi.Resource | None = None, :: None  ->  'mutant'": _ALWAYS_PASSED,
+        "mtls: str | None = None, :: None  ->  'mutant'": _ALWAYS_PASSED,
         "opts: pulumi.ResourceOptions | None = None, :: None  ->  'mutant'": _UNUSED_OPTS,
         "self.uninjects.append(uninject) :: delete: self.uninjects.append(uninject)": _UNREAD,
         "assert revision is not None  # validated: revisions always have a default revision :: "
