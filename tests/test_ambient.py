@@ -14,6 +14,7 @@ import pytest
 from components.local_command import CommandProvider
 from meshplan.diff import MISSING, diff_plans
 from tests.harness import COMMAND, NAMESPACE_PATCH, RELEASE, Graph, Replace, build
+from tests.test_mtls import held, restart
 
 CONTROL_PLANE = "istio-mesh:index:ControlPlane"
 INJECTION = "istio-mesh:index:Injection"
@@ -21,33 +22,6 @@ RECOVERY = "pulumi-python:dynamic/istio-mesh:ReleaseRecovery"
 GATEWAY = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
 REPOSITORY = {"repo": "https://blob.istio.io/istio-release/charts"}
 COMMAND_TIMEOUT = 1200
-
-RESTART = (
-    "set -eo pipefail; kubectl --context prod-cluster --namespace {ns} get deployment,statefulset,daemonset"
-    " --output=name | xargs --no-run-if-empty kubectl --context prod-cluster --namespace {ns} rollout restart;"
-    " kubectl --context prod-cluster --namespace {ns} get deployment,statefulset,daemonset --output=name"
-    " | xargs --no-run-if-empty --max-args=1 kubectl --context prod-cluster --namespace {ns} rollout status"
-    " --timeout=300s"
-)
-HOLD = (
-    "set -eo pipefail; kubectl --context prod-cluster --namespace {ns} apply --server-side --field-manager"
-    ' istio-mesh -f - <<< \'{{"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",'
-    ' "metadata": {{"name": "istio-mesh-sidecar-rollout", "namespace": "{ns}"}},'
-    ' "spec": {{"mtls": {{"mode": "PERMISSIVE"}}}}}}\'; '
-)
-RELEASE_HOLD = (
-    "; kubectl --context prod-cluster --namespace {ns} delete peerauthentications.security.istio.io"
-    " istio-mesh-sidecar-rollout --ignore-not-found"
-)
-
-
-def restart(ns: str) -> str:
-    return RESTART.format(ns=ns)
-
-
-def held(ns: str) -> str:
-    return HOLD.format(ns=ns) + restart(ns) + RELEASE_HOLD.format(ns=ns)
-
 
 # The prod stack (1.30.3, STRICT, `default` injected) with the data plane switched to ambient.
 AMBIENT = {"dataplane": "ambient"}
