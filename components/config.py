@@ -549,22 +549,7 @@ def _parse_gateway_api(
         f"allowed: {', '.join(GATEWAY_API_CHANNELS)}",
         lambda v: v in GATEWAY_API_CHANNELS,
     )
-    source = _typed(
-        problems,
-        section,
-        "gatewayApi",
-        "source",
-        str,
-        DEFAULT_GATEWAY_API_SOURCE,
-        "expected a URL template or a local directory",
-        lambda v: bool(v.strip()),
-    )
-    if not is_url(source) and "{version}" not in source:
-        directory = Path(source) if Path(source).is_absolute() else base_dir / source
-        if not directory.is_dir():
-            problems.bad(
-                "gatewayApi.source", source, f"expected an existing directory (looked at {directory})"
-            )
+    source = _source(problems, section, "gatewayApi", DEFAULT_GATEWAY_API_SOURCE, base_dir)
     take_over = _typed(problems, section, "gatewayApi", "takeOver", bool, False, "expected true or false")
     version = _typed(
         problems,
@@ -1071,23 +1056,30 @@ def _parse_addons(problems: _Problems, value: Any, base_dir: Path) -> AddonsConf
                     problems.bad(path, name, "each addon may be listed once")
                 else:
                     enabled.append(name)
+    source = _source(problems, section, "addons", DEFAULT_ADDON_SOURCE, base_dir)
+    # Apply in a fixed order so the graph never depends on how the stack file lists them.
+    ordered = tuple(name for name in KNOWN_ADDONS if name in enabled)
+    return AddonsConfig(enabled=ordered, source=source)
+
+
+def _source(problems: _Problems, section: Mapping[str, Any], path: str, default: str, base_dir: Path) -> str:
+    """`<path>.source`: a URL template, or a local directory (resolved against `base_dir`) that exists
+    unless its path still holds `{version}`."""
     source = _typed(
         problems,
         section,
-        "addons",
+        path,
         "source",
         str,
-        DEFAULT_ADDON_SOURCE,
+        default,
         "expected a URL template or a local directory",
         lambda v: bool(v.strip()),
     )
     if not is_url(source) and "{version}" not in source:
         directory = Path(source) if Path(source).is_absolute() else base_dir / source
         if not directory.is_dir():
-            problems.bad("addons.source", source, f"expected an existing directory (looked at {directory})")
-    # Apply in a fixed order so the graph never depends on how the stack file lists them.
-    ordered = tuple(name for name in KNOWN_ADDONS if name in enabled)
-    return AddonsConfig(enabled=ordered, source=source)
+            problems.bad(f"{path}.source", source, f"expected an existing directory (looked at {directory})")
+    return source
 
 
 def _parse_dashboards(problems: _Problems, value: Any, addons: AddonsConfig) -> tuple[DashboardConfig, ...]:
